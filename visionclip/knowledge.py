@@ -1,0 +1,158 @@
+"""The fundus knowledge base (``knowledge_base.yaml``): concepts, their phrases, and the recommended zero-shot tasks.
+
+Captions for training and prompts for zero-shot evaluation are both built from here, so the model is asked about
+findings in the words it was trained on.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .schema import COLUMNS_BY_NAME
+
+KNOWLEDGE_BASE_PATH = Path(__file__).with_name("knowledge_base.yaml")
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A finding or state of the fundus and the phrases that name, describe or deny it."""
+
+    id: str
+    names: tuple[str, ...]
+    descriptions: tuple[str, ...] = ()
+    absent: tuple[str, ...] = ()
+    column: str | None = None
+    grade: int | None = None
+    absent_value: bool = False  # True when the concept holds where `column` is 0 (readability flags)
+
+    @property
+    def phrases(self) -> tuple[str, ...]:
+        return self.names + self.descriptions
+
+
+@dataclass(frozen=True)
+class Task:
+    """A zero-shot classification task: ordered class names, each with the concept references of its prompts."""
+
+    name: str
+    description: str
+    ordinal: bool
+    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class KnowledgeBase:
+    prompt_templates: tuple[str, ...]
+    concepts: dict[str, Concept]
+    tasks: dict[str, Task]
+
+    def phrases(self, reference: str) -> tuple[str, ...]:
+        """Phrases of a concept reference: ``"glaucoma"`` (names + descriptions) or ``"glaucoma:absent"``."""
+        concept_id, _, part = reference.partition(":")
+        concept = self.concepts[concept_id]
+        return concept.absent if part == "absent" else concept.phrases
+
+    def class_prompts(self, references: tuple[str, ...] | list[str]) -> list[str]:
+        """Every template applied to every phrase of the referenced concepts, without duplicates, in order."""
+        prompts: dict[str, None] = {}
+        for reference in references:
+            for phrase in self.phrases(reference):
+                for template in self.prompt_templates:
+                    prompts[template.format(phrase)] = None
+        return list(prompts)
+
+    def free_form_prompts(self, class_name: str) -> list[str]:
+        """Prompts for a class the knowledge base does not know: every template around the name itself."""
+        return [template.format(class_name) for template in self.prompt_templates]
+
+    def concepts_for_column(self, column: str) -> list[Concept]:
+        return [concept for concept in self.concepts.values() if concept.column == column]
+
+    def zero_shot_tasks(self) -> dict[str, dict[str, Any]]:
+        """The recommended tasks as plain data (saved in the model config so they travel with the weights)."""
+        return {
+            task.name: {
+                "description": task.description,
+                "ordinal": task.ordinal,
+                "classes": list(task.classes),
+                "prompts": [self.class_prompts(references) for references in task.classes.values()],
+            }
+            for task in self.tasks.values()
+        }
+
+
+def _as_tuple(values: Any, where: str) -> tuple[str, ...]:
+    if values is None:
+        return ()
+    if not isinstance(values, list) or not all(isinstance(v, str) and v.strip() for v in values):
+        raise ValueError(f"{where}: expected a list of non-empty strings, got {values!r}")
+    return tuple(values)
+
+
+def _parse_concept(concept_id: str, raw: dict[str, Any], source: Path) -> Concept:
+    where = f"{source}: concept {concept_id!r}"
+    unknown = set(raw) - {"names", "descriptions", "absent", "column", "grade", "absent_value"}
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
+    column = raw.get("column")
+    if column is not None and column not in COLUMNS_BY_NAME:
+        raise ValueError(f"{where}: column {column!r} is not a SynFundus-1M column")
+    names = _as_tuple(raw.get("names"), f"{where} names")
+    if not names:
+        raise ValueError(f"{where}: needs at least one name")
+    return Concept(
+        id=concept_id,
+        names=names,
+        descriptions=_as_tuple(raw.get("descriptions"), f"{where} descriptions"),
+        absent=_as_tuple(raw.get("absent"), f"{where} absent"),
+        column=column,
+        grade=raw.get("grade"),
+        absent_value=bool(raw.get("absent_value", False)),
+    )
+
+
+def _parse_task(name: str, raw: dict[str, Any], concepts: dict[str, Concept], source: Path) -> Task:
+    where = f"{source}: task {name!r}"
+    classes = raw.get("classes")
+    if not isinstance(classes, dict) or len(classes) < 2:
+        raise ValueError(f"{where}: needs a mapping of at least two classes")
+    parsed = {}
+    for class_name, references in classes.items():
+        references = _as_tuple(references, f"{where} class {class_name!r}")
+        for reference in references:
+            concept_id, _, part = reference.partition(":")
+            if concept_id not in concepts:
+                raise ValueError(f"{where} class {class_name!r}: unknown concept {concept_id!r}")
+            if part not in ("", "absent"):
+                raise ValueError(f"{where} class {class_name!r}: {reference!r} (only ':absent' is allowed)")
+            if part == "absent" and not concepts[concept_id].absent:
+                raise ValueError(f"{where} class {class_name!r}: concept {concept_id!r} has no absent phrases")
+        parsed[str(class_name)] = references
+    return Task(name, str(raw.get("description", "")), bool(raw.get("ordinal", False)), parsed)
+
+
+def parse_knowledge_base(raw: dict[str, Any], source: Path) -> KnowledgeBase:
+    """Validate a knowledge base mapping (as read from YAML) and build it."""
+    templates = _as_tuple(raw.get("prompt_templates"), f"{source}: prompt_templates")
+    for template in templates:
+        if template.count("{}") != 1:
+            raise ValueError(f"{source}: prompt template {template!r} must contain '{{}}' exactly once")
+    concepts = {cid: _parse_concept(cid, spec, source) for cid, spec in (raw.get("concepts") or {}).items()}
+    tasks = {name: _parse_task(name, spec, concepts, source) for name, spec in (raw.get("tasks") or {}).items()}
+    return KnowledgeBase(templates, concepts, tasks)
+
+
+@functools.cache
+def load_knowledge_base(path: str | Path = KNOWLEDGE_BASE_PATH) -> KnowledgeBase:
+    """Read and validate the knowledge base YAML file."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        raw = yaml.safe_load(handle)
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return parse_knowledge_base(raw, path)
