@@ -1,0 +1,367 @@
+"""PyTorch VisionCLIP model: a CLIP-style dual encoder for colour fundus photographs."""
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.utils import ModelOutput, logging
+
+try:
+    from .configuration_visionclip import VisionCLIPConfig
+except ImportError:  # imported as a top-level module (tests, scripts)
+    from configuration_visionclip import VisionCLIPConfig
+
+logger = logging.get_logger(__name__)
+
+
+def contrastive_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a square `(batch, batch)` similarity matrix against its diagonal."""
+    return nn.functional.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
+
+
+def clip_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
+    """Symmetric InfoNCE over a local batch: mean of the text-to-image and image-to-text losses."""
+    return (contrastive_loss(logits_per_text) + contrastive_loss(logits_per_text.t())) / 2.0
+
+
+@dataclass
+class VisionCLIPOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`, *optional*, returned when `return_loss=True`):
+        Symmetric contrastive loss over the batch.
+    logits_per_image (`torch.FloatTensor` of shape `(image_batch_size, text_batch_size)`):
+        Scaled cosine similarities between every image and every text.
+    logits_per_text (`torch.FloatTensor` of shape `(text_batch_size, image_batch_size)`):
+        The transpose of `logits_per_image`.
+    text_embeds (`torch.FloatTensor` of shape `(text_batch_size, projection_dim)`):
+        L2-normalised projected text embeddings.
+    image_embeds (`torch.FloatTensor` of shape `(image_batch_size, projection_dim)`):
+        L2-normalised projected image embeddings.
+    text_model_output, vision_model_output (`BaseModelOutputWithPooling`):
+        The raw outputs of the two towers.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits_per_image: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    image_embeds: torch.FloatTensor | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    vision_model_output: BaseModelOutputWithPooling | None = None
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        return tuple(v.to_tuple() if isinstance(v, ModelOutput) else v for v in self.values())
+
+
+@dataclass
+class ZeroShotResult:
+    """Zero-shot classification of `N` images into `C` classes.
+
+    `probs` `(N, C)` sums to 1 over classes; `logits` `(N, C)` are the scaled cosine similarities.
+    """
+
+    class_names: list[str]
+    probs: torch.Tensor
+    logits: torch.Tensor
+    task: str | None = None
+
+    @property
+    def predictions(self) -> list[str]:
+        return [self.class_names[index] for index in self.probs.argmax(dim=-1).tolist()]
+
+
+def vision_feature_size(vision_config) -> int:
+    """Width of a vision tower's pooled output: the last stage of a CNN or the hidden size of a transformer."""
+    hidden_sizes = getattr(vision_config, "hidden_sizes", None)
+    return hidden_sizes[-1] if hidden_sizes else vision_config.hidden_size
+
+
+def _checkpointed_forward(stage: nn.Module, checkpoint_fn):
+    original = type(stage).forward
+
+    def forward(*args, **kwargs):
+        if stage.training and torch.is_grad_enabled():
+            return checkpoint_fn(original, stage, *args, **kwargs)
+        return original(stage, *args, **kwargs)
+
+    return forward
+
+
+class VisionCLIPPreTrainedModel(PreTrainedModel):
+    config: VisionCLIPConfig
+    config_class = VisionCLIPConfig
+    base_model_prefix = "visionclip"
+    input_modalities = ("image", "text")
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Initialise the projections and the temperature; the towers initialise themselves."""
+        if isinstance(module, VisionCLIPModel):
+            factor = self.config.initializer_factor
+            init.normal_(module.visual_projection.weight, std=module.vision_embed_dim**-0.5 * factor)
+            init.normal_(module.text_projection.weight, std=module.text_embed_dim**-0.5 * factor)
+            init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+
+
+class VisionCLIPModel(VisionCLIPPreTrainedModel):
+    """Vision tower + text tower (any transformers `AutoModel`), bias-free linear projections and a temperature."""
+
+    def __init__(
+        self,
+        config: VisionCLIPConfig,
+        vision_model: PreTrainedModel | None = None,
+        text_model: PreTrainedModel | None = None,
+    ):
+        super().__init__(config)
+        self.vision_model = vision_model if vision_model is not None else AutoModel.from_config(config.vision_config)
+        self.text_model = text_model if text_model is not None else AutoModel.from_config(config.text_config)
+        if config.text_pooling != "pooler" and getattr(self.text_model, "pooler", None) is not None:
+            self.text_model.pooler = None  # unused: would hold untrained weights and stall DDP's unused-param check
+        self.config.vision_config = self.vision_model.config
+        self.config.text_config = self.text_model.config
+
+        self.vision_embed_dim = vision_feature_size(config.vision_config)
+        self.text_embed_dim = config.text_config.hidden_size
+        self.visual_projection = nn.Linear(self.vision_embed_dim, config.projection_dim, bias=False)
+        self.text_projection = nn.Linear(self.text_embed_dim, config.projection_dim, bias=False)
+        self.logit_scale = nn.Parameter(torch.empty(()))
+        self._text_forward_args = set(inspect.signature(self.text_model.forward).parameters)
+        self.post_init()
+
+    # ----------------------------------------------------------------- towers
+    def get_image_features(self, pixel_values: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
+        """`pixel_values` `(batch, 3, H, W)` -> output whose `pooler_output` is the projected, unnormalised
+        embedding `(batch, projection_dim)`."""
+        pixel_values = pixel_values.to(self.visual_projection.weight.dtype)
+        outputs = self.vision_model(pixel_values=pixel_values, return_dict=True, **kwargs)
+        pooled = outputs.pooler_output
+        if pooled is None:
+            hidden = outputs.last_hidden_state
+            pooled = hidden.mean(dim=(2, 3)) if hidden.dim() == 4 else hidden[:, 0]
+        outputs.pooler_output = self.visual_projection(pooled.flatten(1))
+        return outputs
+
+    def get_text_features(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling:
+        """`input_ids` `(batch, seq)` -> output whose `pooler_output` is the projected, unnormalised embedding
+        `(batch, projection_dim)`. Sequences longer than the tower's positions are truncated."""
+        inputs = self._text_inputs(input_ids, attention_mask, token_type_ids, position_ids)
+        outputs = self.text_model(**inputs, return_dict=True, **kwargs)
+        if self.config.text_pooling == "pooler":
+            pooled = outputs.pooler_output
+        elif self.config.text_pooling == "mean":
+            mask = inputs["attention_mask"].unsqueeze(-1).to(outputs.last_hidden_state.dtype)
+            pooled = (outputs.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        else:
+            pooled = outputs.last_hidden_state[:, 0]
+        outputs.pooler_output = self.text_projection(pooled)
+        return outputs
+
+    def _text_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> dict[str, torch.Tensor]:
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        inputs = {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "token_type_ids": token_type_ids,
+            "position_ids": position_ids,
+        }
+        max_positions = getattr(self.config.text_config, "max_position_embeddings", None)
+        if max_positions and input_ids.shape[1] > max_positions:
+            logger.warning_once(
+                f"Text of {input_ids.shape[1]} tokens truncated to the text tower's {max_positions} positions."
+            )
+            inputs = {k: v[:, :max_positions] if v is not None else None for k, v in inputs.items()}
+        return {k: v for k, v in inputs.items() if v is not None and k in self._text_forward_args}
+
+    def encode_image(self, pixel_values: torch.Tensor, normalize: bool = True) -> torch.Tensor:
+        """`(batch, 3, H, W)` -> `(batch, projection_dim)` image embeddings, L2-normalised by default."""
+        embeds = self.get_image_features(pixel_values).pooler_output
+        return nn.functional.normalize(embeds, dim=-1) if normalize else embeds
+
+    def encode_text(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        normalize: bool = True,
+    ) -> torch.Tensor:
+        """`(batch, seq)` token ids -> `(batch, projection_dim)` text embeddings, L2-normalised by default."""
+        embeds = self.get_text_features(input_ids, attention_mask, token_type_ids).pooler_output
+        return nn.functional.normalize(embeds, dim=-1) if normalize else embeds
+
+    def logit_scale_value(self) -> torch.Tensor:
+        """The temperature-inverse applied to cosine similarities, `exp(logit_scale)` clamped to the maximum."""
+        return self.logit_scale.exp().clamp(max=self.config.logit_scale_max)
+
+    # ---------------------------------------------------------------- forward
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        pixel_values: torch.FloatTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        return_loss: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> VisionCLIPOutput | tuple:
+        """Images `(B_i, 3, H, W)` and texts `(B_t, seq)` -> `logits_per_image` `(B_i, B_t)`, `logits_per_text`
+        `(B_t, B_i)`, normalised embeddings and, with `return_loss=True` (`B_i == B_t`), the symmetric
+        contrastive loss. Extra tokenizer outputs are accepted and ignored where the text tower does not use them.
+        """
+        if input_ids is None or pixel_values is None:
+            raise ValueError("VisionCLIPModel.forward needs both `input_ids` and `pixel_values`")
+        vision_outputs = self.get_image_features(pixel_values)
+        text_outputs = self.get_text_features(input_ids, attention_mask, token_type_ids, position_ids)
+        image_embeds = nn.functional.normalize(vision_outputs.pooler_output, dim=-1)
+        text_embeds = nn.functional.normalize(text_outputs.pooler_output, dim=-1)
+
+        logits_per_text = self.logit_scale_value() * text_embeds @ image_embeds.t()
+        logits_per_image = logits_per_text.t()
+        loss = clip_loss(logits_per_text) if return_loss else None
+
+        output = VisionCLIPOutput(
+            loss=loss,
+            logits_per_image=logits_per_image,
+            logits_per_text=logits_per_text,
+            text_embeds=text_embeds,
+            image_embeds=image_embeds,
+            text_model_output=text_outputs,
+            vision_model_output=vision_outputs,
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+    # -------------------------------------------------------------- zero-shot
+    @property
+    def zero_shot_tasks(self) -> dict[str, dict[str, Any]]:
+        """The recommended tasks saved with this model: `{task: {"classes", "prompts", "ordinal", ...}}`."""
+        return dict(self.config.zero_shot_tasks or {})
+
+    def class_prompts(self, task: str | None = None, class_names: list[str] | None = None) -> dict[str, list[str]]:
+        """Prompt ensemble per class, from a recommended `task` or free-form `class_names` (not both)."""
+        if (task is None) == (class_names is None):
+            raise ValueError("Give exactly one of `task` (a recommended task) or `class_names`")
+        if task is not None:
+            tasks = self.zero_shot_tasks
+            if task not in tasks:
+                raise ValueError(f"Unknown zero-shot task {task!r}; this model knows {sorted(tasks) or 'none'}")
+            return dict(zip(tasks[task]["classes"], tasks[task]["prompts"], strict=True))
+        if len(class_names) < 2 or len(set(class_names)) != len(class_names):
+            raise ValueError(f"`class_names` needs at least two distinct names, got {class_names!r}")
+        templates = self.config.prompt_templates or ["{}"]
+        return {name: [template.format(name) for template in templates] for name in class_names}
+
+    @torch.no_grad()
+    def zero_shot_classifier(self, class_prompts: dict[str, list[str]], tokenizer) -> torch.Tensor:
+        """`{class: prompts}` -> `(num_classes, projection_dim)` class embeddings: each class is the mean of its
+        normalised prompt embeddings, renormalised (a prompt ensemble)."""
+        device = self.text_projection.weight.device
+        weights = []
+        for class_name, prompts in class_prompts.items():
+            if not prompts:
+                raise ValueError(f"Class {class_name!r} has no prompts")
+            tokens = tokenizer(list(prompts), padding=True, truncation=True, return_tensors="pt").to(device)
+            embeds = self.encode_text(tokens["input_ids"], tokens.get("attention_mask"), tokens.get("token_type_ids"))
+            weights.append(nn.functional.normalize(embeds.float().mean(dim=0), dim=-1))
+        return torch.stack(weights)
+
+    @torch.no_grad()
+    def zero_shot(
+        self,
+        images: Any,
+        processor: Any,
+        task: str | None = None,
+        class_names: list[str] | None = None,
+        batch_size: int = 32,
+    ) -> ZeroShotResult:
+        """Classify images (paths, PIL images, arrays or a `pixel_values` tensor) with a recommended `task` or
+        free-form `class_names`, using prompt ensembles. `processor` is the model's `VisionCLIPProcessor`."""
+        if processor is None or not hasattr(processor, "tokenizer") or not hasattr(processor, "image_processor"):
+            raise ValueError("zero_shot needs the model's processor (AutoProcessor.from_pretrained(same folder))")
+        prompts = self.class_prompts(task, class_names)
+        classifier = self.zero_shot_classifier(prompts, processor.tokenizer)
+        if isinstance(images, torch.Tensor):
+            batches = images.split(batch_size)
+        else:
+            images = images if isinstance(images, (list, tuple)) else [images]
+            batches = (
+                processor.image_processor(images[i : i + batch_size], return_tensors="pt")["pixel_values"]
+                for i in range(0, len(images), batch_size)
+            )
+        image_embeds = torch.cat([self.encode_image(batch.to(classifier.device)).float() for batch in batches])
+        logits = self.logit_scale_value().float() * image_embeds @ classifier.t()
+        return ZeroShotResult(list(prompts), logits.softmax(dim=-1), logits, task)
+
+    # ------------------------------------------------- checkpointing, saving
+    def _set_gradient_checkpointing(
+        self, enable: bool = True, gradient_checkpointing_func=checkpoint, every_n_layers: int = 1
+    ) -> None:
+        super()._set_gradient_checkpointing(enable, gradient_checkpointing_func, every_n_layers)
+        # CNN towers (ResNet, ConvNeXt) have no checkpointing of their own: checkpoint each stage.
+        if getattr(self.vision_model, "supports_gradient_checkpointing", False):
+            return
+        for stage in getattr(getattr(self.vision_model, "encoder", None), "stages", []):
+            if enable:
+                stage.forward = _checkpointed_forward(stage, gradient_checkpointing_func)
+            else:
+                stage.__dict__.pop("forward", None)
+
+    def save_pretrained(self, save_directory, *args, **kwargs) -> None:
+        # The zero-shot pipeline loads through AutoModelForZeroShotImageClassification, which
+        # `register_for_auto_class` cannot record beside AutoModel.
+        module = type(self).__module__.rsplit(".", 1)[-1]
+        self.config.auto_map = {
+            **(getattr(self.config, "auto_map", None) or {}),
+            "AutoModelForZeroShotImageClassification": f"{module}.{type(self).__name__}",
+        }
+        super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_vision_text_pretrained(
+        cls, vision_model_name_or_path: str, text_model_name_or_path: str, **kwargs
+    ) -> "VisionCLIPModel":
+        """Start from two pretrained towers (Hub ids or local folders); projections and temperature are new.
+
+        `vision_*` / `text_*` keyword arguments go to the towers' `from_pretrained`; the rest (e.g.
+        `projection_dim`, `zero_shot_tasks`) to [`VisionCLIPConfig`].
+        """
+        vision_kwargs = {k[len("vision_") :]: kwargs.pop(k) for k in list(kwargs) if k.startswith("vision_")}
+        text_kwargs = {k[len("text_") :]: kwargs.pop(k) for k in list(kwargs) if k.startswith("text_")}
+        vision_model = _load_tower(vision_model_name_or_path, "vision", vision_kwargs)
+        text_model = _load_tower(text_model_name_or_path, "text", text_kwargs)
+        config = VisionCLIPConfig.from_vision_text_configs(vision_model.config, text_model.config, **kwargs)
+        model = cls(config, vision_model=vision_model, text_model=text_model)
+        logger.warning(
+            "VisionCLIP projections and logit scale are newly initialised: train the model before using it."
+        )
+        return model
+
+
+def _load_tower(name_or_path: str, which: str, kwargs: dict[str, Any]) -> PreTrainedModel:
+    if not name_or_path:
+        raise ValueError(f"A {which} tower name or path is required")
+    config = kwargs.pop("config", None) or AutoConfig.from_pretrained(name_or_path)
+    if which == "vision" and hasattr(config, "vision_config") and config.model_type == "clip":
+        config = config.vision_config  # use the vision half of a CLIP checkpoint
+    return AutoModel.from_pretrained(name_or_path, config=config, **kwargs)
+
+
+VisionCLIPModel.register_for_auto_class("AutoModel")
+
+__all__ = ["VisionCLIPModel", "VisionCLIPPreTrainedModel", "VisionCLIPOutput", "ZeroShotResult"]

@@ -1,0 +1,270 @@
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import BertConfig, BertModel, ResNetConfig, ResNetModel
+
+from configuration_visionclip import VisionCLIPConfig
+from modeling_visionclip import VisionCLIPModel, clip_loss
+from visionclip.presets import load_preset
+
+TINY_VISION = {"model_type": "resnet", "embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1],
+               "layer_type": "basic"}
+TINY_TEXT = {"model_type": "bert", "vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 24}
+
+
+def tiny_config(**overrides) -> VisionCLIPConfig:
+    kwargs = {"vision_config": TINY_VISION, "text_config": TINY_TEXT, "projection_dim": 16,
+              "prompt_templates": ["a fundus photograph of {}."]}
+    kwargs.update(overrides)
+    return VisionCLIPConfig(**kwargs)
+
+
+def batch(n_images: int = 3, n_texts: int = 3, seq: int = 12, size: int = 64):
+    generator = torch.Generator().manual_seed(0)
+    return {
+        "pixel_values": torch.randn(n_images, 3, size, size, generator=generator),
+        "input_ids": torch.randint(5, 99, (n_texts, seq), generator=generator),
+        "attention_mask": torch.ones(n_texts, seq, dtype=torch.long),
+    }
+
+
+def test_forward_shapes_and_normalised_embeddings():
+    model = VisionCLIPModel(tiny_config()).eval()
+    out = model(**batch(n_images=3, n_texts=5))
+    assert out.logits_per_image.shape == (3, 5)
+    assert out.logits_per_text.shape == (5, 3)
+    torch.testing.assert_close(out.logits_per_image, out.logits_per_text.t())
+    torch.testing.assert_close(out.image_embeds.norm(dim=-1), torch.ones(3))
+    torch.testing.assert_close(out.text_embeds.norm(dim=-1), torch.ones(5))
+    assert out.loss is None
+    assert model(**batch(), return_dict=False)[0].shape == (3, 3)
+
+
+def test_loss_matches_direct_formula():
+    model = VisionCLIPModel(tiny_config()).eval()
+    out = model(**batch(n_images=4, n_texts=4), return_loss=True)
+    logits = model.logit_scale.exp() * out.image_embeds @ out.text_embeds.t()
+    image_to_text = -torch.stack([logits[i].log_softmax(-1)[i] for i in range(4)]).mean()
+    text_to_image = -torch.stack([logits[:, i].log_softmax(-1)[i] for i in range(4)]).mean()
+    torch.testing.assert_close(out.loss, (image_to_text + text_to_image) / 2)
+    torch.testing.assert_close(clip_loss(out.logits_per_text), out.loss)
+
+
+def test_logit_scale_is_clamped_to_maximum():
+    model = VisionCLIPModel(tiny_config(logit_scale_max=50.0)).eval()
+    with torch.no_grad():
+        model.logit_scale.fill_(10.0)  # exp(10) >> 50
+    out = model(**batch())
+    assert out.logits_per_image.abs().max() <= 50.0 + 1e-4
+
+
+def test_accepts_token_type_ids_and_truncates_long_text():
+    model = VisionCLIPModel(tiny_config()).eval()
+    inputs = batch(seq=40)  # the text tower has 24 positions
+    inputs["token_type_ids"] = torch.zeros_like(inputs["input_ids"])
+    out = model(**inputs)
+    truncated = {k: (v[:, :24] if k != "pixel_values" else v) for k, v in inputs.items()}
+    torch.testing.assert_close(out.logits_per_image, model(**truncated).logits_per_image)
+
+
+def test_features_follow_transformers_conventions_and_encode_normalises():
+    model = VisionCLIPModel(tiny_config()).eval()
+    inputs = batch()
+    image_features = model.get_image_features(inputs["pixel_values"])
+    text_features = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    assert image_features.pooler_output.shape == (3, 16)
+    assert text_features.pooler_output.shape == (3, 16)
+    encoded = model.encode_image(inputs["pixel_values"])
+    torch.testing.assert_close(encoded, torch.nn.functional.normalize(image_features.pooler_output, dim=-1))
+    torch.testing.assert_close(model.encode_text(inputs["input_ids"]).norm(dim=-1), torch.ones(3))
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean", "pooler"])
+def test_text_pooling_modes(pooling):
+    model = VisionCLIPModel(tiny_config(text_pooling=pooling)).eval()
+    assert (getattr(model.text_model, "pooler", None) is not None) == (pooling == "pooler")
+    inputs = batch()
+    padded = dict(inputs)
+    padded["input_ids"] = torch.cat([inputs["input_ids"], torch.zeros(3, 4, dtype=torch.long)], dim=1)
+    padded["attention_mask"] = torch.cat([inputs["attention_mask"], torch.zeros(3, 4, dtype=torch.long)], dim=1)
+    # padding must not change a caption's embedding
+    torch.testing.assert_close(
+        model.encode_text(inputs["input_ids"], inputs["attention_mask"]),
+        model.encode_text(padded["input_ids"], padded["attention_mask"]),
+        atol=1e-5, rtol=1e-5,
+    )
+
+
+@pytest.mark.parametrize(
+    "vision_config",
+    [
+        {"model_type": "convnext", "hidden_sizes": [8, 16], "depths": [1, 1], "num_stages": 2},
+        {"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+         "intermediate_size": 64, "image_size": 64, "patch_size": 16},
+    ],
+    ids=["convnext", "vit"],
+)
+def test_other_vision_towers(vision_config):
+    model = VisionCLIPModel(tiny_config(vision_config=vision_config)).eval()
+    out = model(**batch(), return_loss=True)
+    assert out.logits_per_image.shape == (3, 3) and torch.isfinite(out.loss)
+
+
+def _loss_and_grads(model: VisionCLIPModel, inputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    model.zero_grad()
+    loss = model(**inputs, return_loss=True).loss
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated")
+@pytest.mark.parametrize("vision", ["resnet", "vit"])
+def test_gradient_checkpointing_gives_same_loss_and_gradients(vision):
+    text = {**TINY_TEXT, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    vision_config = TINY_VISION if vision == "resnet" else {
+        "model_type": "vit", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+        "intermediate_size": 64, "image_size": 64, "patch_size": 16, "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0}
+    model = VisionCLIPModel(tiny_config(vision_config=vision_config, text_config=text)).train()
+    inputs = batch()
+    reference = copy.deepcopy(model)
+    loss_plain, grads_plain = _loss_and_grads(reference, inputs)
+
+    model.gradient_checkpointing_enable()
+    calls = []
+    # a pre-hook inside the checkpointed block: checkpoints wrap `forward`, and recomputation may stop early
+    vision_model = model.vision_model
+    first_block = vision_model.encoder.stages[0].layers[0] if vision == "resnet" else vision_model.layers[0].layernorm_before
+    handle = first_block.register_forward_pre_hook(lambda *args: calls.append(1))
+    loss_ckpt, grads_ckpt = _loss_and_grads(model, inputs)
+    handle.remove()
+    assert len(calls) == 2, "checkpointed block should run again during backward"
+    torch.testing.assert_close(loss_ckpt, loss_plain)
+    assert grads_ckpt.keys() == grads_plain.keys()
+    for name in grads_plain:
+        torch.testing.assert_close(grads_ckpt[name], grads_plain[name], atol=1e-5, rtol=1e-4, msg=name)
+
+    model.gradient_checkpointing_disable()
+    calls.clear()
+    handle = first_block.register_forward_pre_hook(lambda *args: calls.append(1))
+    _loss_and_grads(model, inputs)
+    handle.remove()
+    assert len(calls) == 1
+
+
+def test_bfloat16_load_runs_forward(tmp_path):
+    VisionCLIPModel(tiny_config()).save_pretrained(tmp_path)
+    model = VisionCLIPModel.from_pretrained(tmp_path, dtype=torch.bfloat16).eval()
+    assert model.visual_projection.weight.dtype == torch.bfloat16
+    out = model(**batch())  # float32 pixels are cast to the tower's dtype
+    assert out.logits_per_image.dtype == torch.bfloat16 and torch.isfinite(out.logits_per_image.float()).all()
+
+
+def test_loading_initialises_missing_parameters_and_buffers(tmp_path):
+    model = VisionCLIPModel(tiny_config(logit_scale_init_value=1.5))
+    with torch.no_grad():
+        model.logit_scale.fill_(3.0)
+    model.save_pretrained(tmp_path)
+    loaded = VisionCLIPModel.from_pretrained(tmp_path)
+    assert loaded.logit_scale.item() == pytest.approx(3.0)
+    positions = loaded.text_model.embeddings.position_ids  # a non-persistent buffer
+    torch.testing.assert_close(positions, torch.arange(positions.shape[-1]).expand(1, -1))
+
+    weights = load_file(tmp_path / "model.safetensors")
+    del weights["logit_scale"]
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    assert VisionCLIPModel.from_pretrained(tmp_path).logit_scale.item() == pytest.approx(1.5)
+
+
+def test_from_vision_text_pretrained_keeps_tower_weights(tmp_path):
+    vision = ResNetModel(ResNetConfig(**{k: v for k, v in TINY_VISION.items() if k != "model_type"}))
+    text = BertModel(BertConfig(**{k: v for k, v in TINY_TEXT.items() if k != "model_type"}))
+    vision.save_pretrained(tmp_path / "vision")
+    text.save_pretrained(tmp_path / "text")
+    model = VisionCLIPModel.from_vision_text_pretrained(
+        str(tmp_path / "vision"), str(tmp_path / "text"), projection_dim=24
+    )
+    assert model.config.projection_dim == 24
+    for tower, original in ((model.vision_model, vision), (model.text_model, text)):
+        loaded = tower.state_dict()
+        for name, tensor in original.state_dict().items():
+            if name.startswith("pooler."):
+                continue  # CLS pooling drops BERT's pooler
+            torch.testing.assert_close(loaded[name], tensor, msg=name)
+    assert torch.isfinite(model(**batch()).logits_per_image).all()
+
+
+def test_from_vision_text_pretrained_errors_clearly(tmp_path):
+    with pytest.raises(ValueError, match="vision tower"):
+        VisionCLIPModel.from_vision_text_pretrained("", str(tmp_path))
+    with pytest.raises(OSError):
+        VisionCLIPModel.from_vision_text_pretrained(str(tmp_path / "missing"), str(tmp_path / "missing"))
+
+
+def test_zero_shot_tasks_and_free_form_classes(tiny_model_and_processor, real_photos):
+    model, processor = tiny_model_and_processor
+    photos = real_photos[:3]
+    for task, spec in model.zero_shot_tasks.items():
+        result = model.zero_shot(photos, processor=processor, task=task)
+        assert result.class_names == spec["classes"]
+        assert result.probs.shape == (3, len(spec["classes"]))
+        torch.testing.assert_close(result.probs.sum(-1), torch.ones(3))
+        assert all(p in spec["classes"] for p in result.predictions)
+    free = model.zero_shot(photos[0], processor=processor, class_names=["cataract", "no cataract"])
+    assert free.class_names == ["cataract", "no cataract"] and free.task is None
+    pixel_values = processor.image_processor(photos, return_tensors="pt")["pixel_values"]
+    by_tensor = model.zero_shot(pixel_values, processor=processor, task="glaucoma")
+    torch.testing.assert_close(by_tensor.probs, model.zero_shot(photos, processor=processor, task="glaucoma").probs)
+
+
+def test_zero_shot_prompt_ensemble_is_mean_of_normalised_prompts(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    prompts = model.class_prompts(task="amd")
+    classifier = model.zero_shot_classifier(prompts, processor.tokenizer)
+    for row, class_prompts in zip(classifier, prompts.values(), strict=True):
+        tokens = processor.tokenizer(class_prompts, padding=True, return_tensors="pt")
+        with torch.no_grad():
+            mean = model.encode_text(tokens["input_ids"], tokens["attention_mask"]).mean(0)
+        torch.testing.assert_close(row, mean / mean.norm())
+
+
+def test_zero_shot_errors_name_the_problem(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    with pytest.raises(ValueError, match="Unknown zero-shot task 'cataract'"):
+        model.zero_shot([], processor=processor, task="cataract")
+    with pytest.raises(ValueError, match="exactly one"):
+        model.zero_shot([], processor=processor)
+    with pytest.raises(ValueError, match="at least two distinct"):
+        model.zero_shot([], processor=processor, class_names=["glaucoma"])
+    with pytest.raises(ValueError, match="processor"):
+        model.zero_shot([], processor=None, task="amd")
+
+
+def test_config_validation_and_round_trip():
+    config = tiny_config(text_pooling="mean", zero_shot_tasks={"t": {"classes": ["a", "b"], "prompts": [["a"], ["b"]]}})
+    again = VisionCLIPConfig.from_dict(config.to_dict())
+    assert again.vision_config.model_type == "resnet" and again.text_config.hidden_size == 32
+    assert again.zero_shot_tasks == config.zero_shot_tasks and again.text_pooling == "mean"
+    with pytest.raises(ValueError, match="projection_dim"):
+        tiny_config(projection_dim=0)
+    with pytest.raises(ValueError, match="exactly once"):
+        tiny_config(prompt_templates=["no placeholder"])
+    default = VisionCLIPConfig()
+    assert default.vision_config.hidden_sizes[-1] == 2048 and default.text_config.vocab_size == 28996
+
+
+def test_flair_reference_preset_shapes_match_the_paper():
+    preset = load_preset("flair-reference")
+    config = preset.build_config(vocab_size=500)
+    assert (config.vision_config.depths, config.vision_config.layer_type) == ([3, 4, 6, 3], "bottleneck")
+    assert (config.text_config.hidden_size, config.text_config.num_hidden_layers) == (768, 12)
+    assert config.text_config.vocab_size == 28996  # Bio_ClinicalBERT's, so its weights load into this shape
+    assert (config.projection_dim, preset.image_size, config.logit_scale_max) == (512, 512, 100.0)
+    with torch.device("meta"):
+        model = VisionCLIPModel(config)
+    assert 100e6 < model.num_parameters() < 140e6  # ResNet-50 (23.5M) + BERT-base (108M) + projections

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import pytest
+
+from visionclip.presets import build_model_and_processor, list_presets, load_preset, main
+
+
+def test_presets_are_listed_and_build_offline():
+    assert {"tiny", "small", "flair-reference"} <= set(list_presets())
+    model, processor = build_model_and_processor("small")
+    assert processor.image_processor.size["height"] == load_preset("small").image_size
+    assert model.config.text_config.vocab_size == len(processor.tokenizer)
+    assert set(model.zero_shot_tasks) >= {"dr_grading", "glaucoma", "amd"}
+    assert 1e6 < model.num_parameters() < 30e6
+
+
+def test_unknown_preset_lists_the_choices(tmp_path):
+    with pytest.raises(ValueError, match="choose one of .*tiny"):
+        load_preset("huge")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("image_size: 8\nprojection_dim: 4\nvision_config: {}\ntext_config: {}\n")
+    with pytest.raises(ValueError, match="image_size"):
+        load_preset(bad)
+    bad.write_text("image_size: 64\nprojection_dim: 4\nvision_config: {}\ntext_config: {}\nsize: 3\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_preset(bad)
+
+
+def test_cli_builds_a_loadable_folder(tmp_path, capsys):
+    assert main(["build", "tiny", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert main(["list"]) == 0
+    assert "flair-reference" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["build", "nope", str(tmp_path / "x")])
