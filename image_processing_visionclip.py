@@ -1,0 +1,288 @@
+"""Fundus image processor for VisionCLIP (PIL backend, no torchvision).
+
+Every image goes through the same steps: load and convert to 8-bit RGB (paths, bytes, PIL images, NumPy arrays and
+tensors; EXIF orientation; grayscale, 16-bit, RGBA, palette and CMYK), crop the field of view (the dark border
+around the circular fundus), resize the long side and zero-pad to a square (FLAIR style), rescale and normalise.
+"""
+
+import io
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from transformers.image_processing_backends import PilBackend
+from transformers.image_processing_utils import BatchFeature
+from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
+from transformers.processing_utils import ImagesKwargs
+
+DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+MIN_IMAGE_SIDE = 8
+FOV_ANALYSIS_SIDE = 128  # the field of view is located on a thumbnail about this wide
+
+
+class VisionCLIPImageProcessorKwargs(ImagesKwargs, total=False):
+    r"""
+    do_crop_fov (`bool`): crop to the bounding box of the circular field of view before resizing.
+    fov_threshold (`float`): a pixel belongs to the field of view when its red channel exceeds this fraction of
+        the image's 99th-percentile red level (and an absolute floor of 10/255).
+    fov_margin (`float`): margin kept around the field of view, as a fraction of its size.
+    keep_aspect_ratio (`bool`): resize the long side to fit `size` and zero-pad the rest (True), or stretch.
+    max_image_pixels (`int`): refuse larger images (decompression-bomb guard).
+    """
+
+    do_crop_fov: bool | None
+    fov_threshold: float | None
+    fov_margin: float | None
+    keep_aspect_ratio: bool | None
+    max_image_pixels: int | None
+
+
+# ----------------------------------------------------------------------------------------------- loading
+def _describe(source: Any) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    return f"<{type(source).__name__}>"
+
+
+def _open_image_file(source: Any, max_image_pixels: int) -> Image.Image:
+    """Open a path, bytes or a `datasets` image dict; fully decode it; raise `ValueError` with the reason."""
+    name = _describe(source)
+    if isinstance(source, dict):
+        if source.get("bytes") is not None:
+            source = source["bytes"]
+        elif source.get("path"):
+            source = name = source["path"]
+        else:
+            raise ValueError("Image dict has neither 'bytes' nor 'path'")
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        source = io.BytesIO(bytes(source))
+    elif not os.path.isfile(source):
+        raise FileNotFoundError(f"Image file not found: {name}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(source)
+        _check_size(image, name, max_image_pixels)
+        image.load()
+    except Image.DecompressionBombError as error:
+        raise ValueError(f"{name}: refusing a possible decompression bomb ({error})") from None
+    except UnidentifiedImageError:
+        raise ValueError(f"{name}: not a readable image file (unknown format, empty or not an image)") from None
+    except OSError as error:
+        raise ValueError(f"{name}: image data is truncated or corrupt ({error})") from None
+    return image
+
+
+def _check_size(image: Image.Image, name: str, max_image_pixels: int) -> None:
+    width, height = image.size
+    if width * height > max_image_pixels:
+        raise ValueError(
+            f"{name}: {width}x{height} = {width * height:,} pixels exceeds max_image_pixels={max_image_pixels:,}; "
+            "refusing a possible decompression bomb"
+        )
+    if min(width, height) < MIN_IMAGE_SIDE:
+        raise ValueError(f"{name}: {width}x{height} pixels is too small for a fundus photograph")
+
+
+def _array_to_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    """Scale an image array of any numeric dtype to uint8 without clipping its content."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.bool_:
+        return array.astype(np.uint8) * 255
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name}: image array holds NaN or infinite values")
+        scale = 255.0 if array.max(initial=0.0) <= 1.0 else 1.0
+        return np.clip(np.rint(array * scale), 0, 255).astype(np.uint8)
+    if np.issubdtype(array.dtype, np.integer):
+        peak = int(array.max(initial=0))
+        if array.min(initial=0) < 0:
+            raise ValueError(f"{name}: image array holds negative values")
+        if array.dtype == np.uint16 or 255 < peak <= 65535:
+            return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)  # 16-bit range -> 8-bit
+        if peak > 65535:
+            return (array.astype(np.float64) * (255.0 / peak)).round().astype(np.uint8)
+        return array.astype(np.uint8)
+    raise ValueError(f"{name}: unsupported image array dtype {array.dtype}")
+
+
+def _array_to_pil(array: np.ndarray, name: str) -> Image.Image:
+    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+        array = np.moveaxis(array, 0, -1)  # channels-first -> channels-last
+    if array.ndim == 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        raise ValueError(f"{name}: expected an (H, W), (H, W, C) or (C, H, W) image array, got {array.shape}")
+    array = np.ascontiguousarray(_array_to_uint8(array, name))
+    return Image.fromarray(array, mode={2: "L", 3: "RGB", 4: "RGBA"}[array.shape[-1] if array.ndim == 3 else 2])
+
+
+def _composite_on_black(image: Image.Image) -> Image.Image:
+    rgba = np.asarray(image.convert("RGBA"), dtype=np.uint16)
+    rgb = (rgba[..., :3] * rgba[..., 3:] + 127) // 255
+    return Image.fromarray(rgb.astype(np.uint8), mode="RGB")
+
+
+def pil_to_rgb(image: Image.Image, name: str = "<image>") -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB: 16/32-bit and float content is scaled, transparency goes on black."""
+    if image.mode == "RGB":
+        return image
+    if image.mode.startswith("I") or image.mode == "F":
+        gray = _array_to_uint8(np.asarray(image), name)
+        return Image.fromarray(gray, mode="L").convert("RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (image.mode == "P" and "transparency" in image.info):
+        return _composite_on_black(image)
+    return image.convert("RGB")
+
+
+def load_fundus_image(source: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+    """Load one image from a path, URL, bytes, `datasets` image dict, PIL image, NumPy array or torch tensor as an
+    upright 8-bit RGB PIL image. Raises `ValueError` (or `FileNotFoundError`) naming the problem."""
+    name = _describe(source)
+    if isinstance(source, str) and source.startswith(("http://", "https://")):
+        from transformers.image_utils import load_image
+
+        source = load_image(source)
+    if isinstance(source, Image.Image):
+        _check_size(source, name, max_image_pixels)
+        image = source
+    elif isinstance(source, np.ndarray) or type(source).__module__.startswith("torch"):
+        array = source.detach().cpu().numpy() if hasattr(source, "detach") else source
+        image = _array_to_pil(array, name)
+        _check_size(image, name, max_image_pixels)
+    elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, dict)):
+        image = _open_image_file(source, max_image_pixels)
+    else:
+        raise ValueError(f"Unsupported image input of type {type(source).__name__}")
+    return pil_to_rgb(ImageOps.exif_transpose(image), name)
+
+
+# ------------------------------------------------------------------------------------------ field of view
+def _main_run(counts: np.ndarray) -> tuple[int, int]:
+    """`[start, end)` of the contiguous run of non-negligible counts holding the most bright pixels."""
+    above = np.concatenate([[False], counts >= 0.1 * counts.max(), [False]])
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+    starts, ends = edges[0::2], edges[1::2]
+    best = int(np.argmax([counts[a:b].sum() for a, b in zip(starts, ends, strict=True)]))
+    return int(starts[best]), int(ends[best])
+
+
+def find_field_of_view(
+    image: Image.Image, threshold: float = 0.1, margin: float = 0.01
+) -> tuple[int, int, int, int]:
+    """Bounding box `(left, top, right, bottom)` of the bright fundus disc on its dark border.
+
+    Works on a ~128 px thumbnail of the red channel. Along each axis it keeps the contiguous band of rows (columns)
+    whose bright count reaches a tenth of the widest chord and that holds most of the bright pixels, so labels
+    burnt into the border do not widen the box. Returns the whole image when no clear field of view is found.
+    """
+    width, height = image.size
+    factor = max(1, max(width, height) // FOV_ANALYSIS_SIDE)
+    red = np.asarray(image.getchannel("R").reduce(factor) if factor > 1 else image.getchannel("R"))
+    level = max(10.0, threshold * float(np.percentile(red, 99)))
+    inside = red > level
+    if not inside.any():
+        return 0, 0, width, height
+    top, bottom = _main_run(inside.sum(axis=1))
+    left, right = _main_run(inside[top:bottom].sum(axis=0))
+    top, bottom = _main_run(inside[:, left:right].sum(axis=1))
+    top, bottom, left, right = top * factor, bottom * factor, left * factor, right * factor
+    if (bottom - top) * (right - left) < 0.1 * width * height:
+        return 0, 0, width, height
+    pad_y, pad_x = round(margin * (bottom - top)), round(margin * (right - left))
+    return max(0, left - pad_x), max(0, top - pad_y), min(width, right + pad_x), min(height, bottom + pad_y)
+
+
+def _fit_size(width: int, height: int, target_width: int, target_height: int) -> tuple[int, int]:
+    scale = min(target_width / width, target_height / height)
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+# ------------------------------------------------------------------------------------------- processor
+class VisionCLIPImageProcessor(PilBackend):
+    r"""
+    Fundus image processor: load -> crop the field of view -> resize the long side -> zero-pad to `size` ->
+    rescale -> normalise. Returns `pixel_values` of shape `(batch, 3, size["height"], size["width"])`.
+    """
+
+    valid_kwargs = VisionCLIPImageProcessorKwargs
+    model_input_names = ["pixel_values"]
+    resample = PILImageResampling.BICUBIC
+    size = {"height": 512, "width": 512}
+    image_mean = IMAGENET_DEFAULT_MEAN
+    image_std = IMAGENET_DEFAULT_STD
+    do_resize = True
+    do_rescale = True
+    do_normalize = True
+    do_convert_rgb = True
+    do_crop_fov = True
+    fov_threshold = 0.1
+    fov_margin = 0.01
+    keep_aspect_ratio = True
+    max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
+
+    def fetch_images(self, images: Any) -> Any:
+        return images  # loading (paths, URLs, arrays) happens in `load_fundus_image`
+
+    def prepare_image(self, image: Any, **kwargs) -> Image.Image:
+        """Load one input and apply the geometric steps (FOV crop, resize, pad); returns an RGB PIL image."""
+        image = load_fundus_image(image, kwargs.get("max_image_pixels") or self.max_image_pixels)
+        if kwargs.get("do_crop_fov", self.do_crop_fov):
+            image = image.crop(
+                find_field_of_view(
+                    image, kwargs.get("fov_threshold", self.fov_threshold), kwargs.get("fov_margin", self.fov_margin)
+                )
+            )
+        size = kwargs.get("size") or self.size
+        if not kwargs.get("do_resize", self.do_resize):
+            return image
+        resample = kwargs.get("resample", self.resample)
+        if not kwargs.get("keep_aspect_ratio", self.keep_aspect_ratio):
+            return image.resize((size["width"], size["height"]), resample)
+        fitted = image.resize(_fit_size(*image.size, size["width"], size["height"]), resample, reducing_gap=3.0)
+        canvas = Image.new("RGB", (size["width"], size["height"]))
+        canvas.paste(fitted, ((size["width"] - fitted.width) // 2, (size["height"] - fitted.height) // 2))
+        return canvas
+
+    def _preprocess_image_like_inputs(self, images: Any, *args, **kwargs) -> BatchFeature:
+        images = _flatten_images(images)
+        if not images:
+            raise ValueError("No images given")
+        prepared = [self.prepare_image(image, **kwargs) for image in images]
+        if len({p.size for p in prepared}) > 1:
+            raise ValueError("Images have different sizes after processing; enable do_resize to batch them")
+        gain, offset = self._affine(**kwargs)
+        width, height = prepared[0].size
+        pixel_values = np.empty((len(prepared), 3, height, width), dtype=np.float32)
+        for out, image in zip(pixel_values, prepared, strict=True):
+            np.multiply(np.asarray(image).transpose(2, 0, 1), gain, out=out, casting="unsafe")
+            out += offset
+        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=kwargs.get("return_tensors"))
+
+    def _affine(self, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel `gain`, `offset` with `pixel * gain + offset` == rescale-then-normalise."""
+        gain = np.full((3, 1, 1), 1.0, dtype=np.float32)
+        offset = np.zeros((3, 1, 1), dtype=np.float32)
+        if kwargs.get("do_rescale", self.do_rescale):
+            gain *= kwargs.get("rescale_factor") or self.rescale_factor
+        if kwargs.get("do_normalize", self.do_normalize):
+            mean = np.asarray(kwargs.get("image_mean") or self.image_mean, dtype=np.float32).reshape(-1, 1, 1)
+            std = np.asarray(kwargs.get("image_std") or self.image_std, dtype=np.float32).reshape(-1, 1, 1)
+            gain, offset = gain / std, (offset - mean) / std
+        return gain, offset
+
+
+def _flatten_images(images: Any) -> list[Any]:
+    if isinstance(images, (list, tuple)):
+        return [image for item in images for image in _flatten_images(item)]
+    if getattr(images, "ndim", 0) == 4:
+        return list(images)
+    return [images]
+
+
+VisionCLIPImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+__all__ = ["VisionCLIPImageProcessor", "find_field_of_view", "load_fundus_image", "pil_to_rgb"]
