@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 
+from visionclip.paths import real_data_dir
 from visionclip.presets import build_model_and_processor, list_presets
-
-DEFAULT_IMAGES = Path(__file__).resolve().parent.parent / "shared" / "data" / "fundus-real" / "hrf"
 
 
 def load_model(name: str):
@@ -33,10 +32,11 @@ def load_model(name: str):
 
 
 def default_images() -> tuple[list[Path], list[str] | None]:
-    with open(DEFAULT_IMAGES / "labels.csv", newline="") as handle:
+    folder = real_data_dir() / "hrf"
+    with open(folder / "labels.csv", newline="") as handle:
         rows = [row for row in csv.DictReader(handle) if row["split"] == "test"]
     mapping = {"healthy": "healthy", "diabetic_retinopathy": "diabetic retinopathy", "glaucoma": "glaucoma"}
-    return [DEFAULT_IMAGES / row["file"] for row in rows], [mapping[row["label"]] for row in rows]
+    return [folder / row["file"] for row in rows], [mapping[row["label"]] for row in rows]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,8 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from image_processing_visionclip import VisionCLIPImageProcessor  # noqa: E402
-
-REAL_DATA = ROOT.parent / "shared" / "data" / "fundus-real"
+from visionclip.paths import real_data_dir  # noqa: E402
 
 
 def images_per_second(process, inputs: list, rounds: int) -> float:
@@ -39,10 +38,11 @@ def images_per_second(process, inputs: list, rounds: int) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=REAL_DATA, help="folder with */images/*.jpg photographs")
+    parser.add_argument("--data", type=Path, default=None, help="folder with */images/*.jpg photographs")
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 512])
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
+    args.data = args.data or real_data_dir()
     paths = sorted(str(p) for p in args.data.glob("*/images/*.jpg"))
     if not paths:
         parser.error(f"no photographs under {args.data}/*/images/")

@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from image_processing_visionclip import find_field_of_view, load_fundus_image  # noqa: E402
+from visionclip.paths import real_data_dir  # noqa: E402
 
-REAL_DATA = ROOT.parent / "shared" / "data" / "fundus-real"
 FIGURES = ROOT / "docs" / "figures"
 
 
@@ -34,9 +34,9 @@ def fov_crop_sheet(paths: list[Path], tile: int = 112, columns: int = 14) -> Ima
 
 def main() -> int:
     FIGURES.mkdir(parents=True, exist_ok=True)
-    paths = sorted(REAL_DATA.glob("*/images/*.jpg"))
+    paths = sorted(real_data_dir().glob("*/images/*.jpg"))
     if not paths:
-        print(f"no photographs under {REAL_DATA}", file=sys.stderr)
+        print(f"no photographs under {real_data_dir()}", file=sys.stderr)
         return 1
     fov_crop_sheet(paths).save(FIGURES / "fov_crop_real.png", optimize=True)
     print(f"wrote {FIGURES / 'fov_crop_real.png'} ({len(paths)} photographs)")

@@ -8,8 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_DATA = REPO_ROOT.parent / "shared" / "data" / "fundus-real"
+from visionclip.paths import real_data_dir
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -24,15 +23,16 @@ def isolated_hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _real_photos(dataset: str) -> list[Path]:
-    labels = pd.read_csv(REAL_DATA / dataset / "labels.csv")
-    return [REAL_DATA / dataset / file for file in labels["file"]]
+    folder = real_data_dir() / dataset
+    labels = pd.read_csv(folder / "labels.csv")
+    return [folder / file for file in labels["file"]]
 
 
 @pytest.fixture(scope="session")
 def real_photos() -> list[Path]:
     """Every real photograph in ../shared/data/fundus-real (HRF and CSDI)."""
     photos = _real_photos("hrf") + _real_photos("csdi")
-    assert photos and all(path.is_file() for path in photos), f"real photographs missing under {REAL_DATA}"
+    assert photos and all(path.is_file() for path in photos), f"real photographs missing under {real_data_dir()}"
     return photos
 
 
