@@ -7,6 +7,7 @@ findings in the words it was trained on.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +47,21 @@ class Task:
 
 
 @dataclass(frozen=True)
+class CaptionTemplates:
+    """Sentence frames for training captions; placeholders are filled by `visionclip.captions`."""
+
+    openings: tuple[str, ...]
+    finding_templates: tuple[str, ...]
+    negative_templates: tuple[str, ...]
+    quality_templates: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class KnowledgeBase:
     prompt_templates: tuple[str, ...]
     concepts: dict[str, Concept]
     tasks: dict[str, Task]
+    captions: CaptionTemplates
 
     def phrases(self, reference: str) -> tuple[str, ...]:
         """Phrases of a concept reference: ``"glaucoma"`` (names + descriptions) or ``"glaucoma:absent"``."""
@@ -136,6 +148,33 @@ def _parse_task(name: str, raw: dict[str, Any], concepts: dict[str, Concept], so
     return Task(name, str(raw.get("description", "")), bool(raw.get("ordinal", False)), parsed)
 
 
+_CAPTION_PLACEHOLDERS = {
+    "openings": (set(), {"{eye}"}),
+    "finding_templates": ({"{opening}", "{findings}"}, set()),
+    "negative_templates": ({"{negatives}"}, set()),
+    "quality_templates": ({"{quality}"}, set()),
+}
+
+
+def _parse_captions(raw: Any, source: Path) -> CaptionTemplates:
+    if not isinstance(raw, dict):
+        raise ValueError(f"{source}: 'captions' must be a mapping of template lists")
+    parsed = {}
+    for key, (required, optional) in _CAPTION_PLACEHOLDERS.items():
+        templates = _as_tuple(raw.get(key), f"{source}: captions.{key}")
+        if not templates:
+            raise ValueError(f"{source}: captions.{key} needs at least one template")
+        for template in templates:
+            found = set(re.findall(r"\{[a-z]*\}", template))
+            if not required <= found or not found <= required | optional:
+                raise ValueError(
+                    f"{source}: captions.{key} template {template!r} must use {sorted(required)}"
+                    + (f" and may use {sorted(optional)}" if optional else "")
+                )
+        parsed[key] = templates
+    return CaptionTemplates(**parsed)
+
+
 def parse_knowledge_base(raw: dict[str, Any], source: Path) -> KnowledgeBase:
     """Validate a knowledge base mapping (as read from YAML) and build it."""
     templates = _as_tuple(raw.get("prompt_templates"), f"{source}: prompt_templates")
@@ -144,7 +183,7 @@ def parse_knowledge_base(raw: dict[str, Any], source: Path) -> KnowledgeBase:
             raise ValueError(f"{source}: prompt template {template!r} must contain '{{}}' exactly once")
     concepts = {cid: _parse_concept(cid, spec, source) for cid, spec in (raw.get("concepts") or {}).items()}
     tasks = {name: _parse_task(name, spec, concepts, source) for name, spec in (raw.get("tasks") or {}).items()}
-    return KnowledgeBase(templates, concepts, tasks)
+    return KnowledgeBase(templates, concepts, tasks, _parse_captions(raw.get("captions"), source))
 
 
 @functools.cache

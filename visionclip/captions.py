@@ -1,0 +1,168 @@
+"""Natural-language captions from SynFundus-1M labels, built from the knowledge base.
+
+A caption states every positive finding (by name, by what it looks like, or both), sometimes denies a few absent
+findings, mentions image quality where a readability flag is 0, and sometimes the eye. It is deterministic for
+(record, epoch, seed) and varies across epochs, so each epoch sees a different description of the same image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .knowledge import Concept, KnowledgeBase, load_knowledge_base
+from .schema import FINDING_COLUMNS, LESION_FINDINGS, MACULAR_FINDINGS, READABILITY_COLUMNS
+
+Polarity = Literal["present", "absent", "quality"]
+
+
+@dataclass(frozen=True)
+class CaptionPart:
+    """One statement of a caption: which concept, whether it is asserted or denied, and the words used."""
+
+    concept: str
+    polarity: Polarity
+    phrase: str
+
+
+def _flag(record: Mapping[str, Any], column: str) -> int:
+    value = record.get(column)
+    try:
+        return int(value) if value is not None and value == value else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _join(phrases: list[str]) -> str:
+    return phrases[0] if len(phrases) == 1 else ", ".join(phrases[:-1]) + " and " + phrases[-1]
+
+
+def _sentence_case(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def stable_seed(*parts: Any) -> int:
+    """A process-independent 64-bit seed from any printable parts (Python's `hash` is salted per process)."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+class Captioner:
+    """Turns one metadata record into a varied English caption.
+
+    Args:
+        knowledge: the knowledge base (default: the project's).
+        seed: global seed; captions are a pure function of (record key, epoch, seed).
+        negative_probability: chance that a caption also denies some absent findings.
+        max_negatives: at most this many denials per caption.
+        include_advice: append the record's free-text `diagnosticAdvice` (Chinese in SynFundus-1M).
+    """
+
+    def __init__(
+        self,
+        knowledge: KnowledgeBase | None = None,
+        seed: int = 0,
+        negative_probability: float = 0.5,
+        max_negatives: int = 2,
+        include_advice: bool = False,
+    ):
+        if not 0.0 <= negative_probability <= 1.0:
+            raise ValueError(f"negative_probability must be in [0, 1], got {negative_probability}")
+        self.knowledge = knowledge or load_knowledge_base()
+        self.seed = seed
+        self.negative_probability = negative_probability
+        self.max_negatives = max_negatives
+        self.include_advice = include_advice
+        concepts = self.knowledge.concepts
+        self._by_column = {c.column: c for c in concepts.values() if c.column and c.grade is None}
+        self._by_grade = {c.grade: c for c in concepts.values() if c.column == "dr_grade"}
+        missing = [column for column in FINDING_COLUMNS if column not in self._by_column]
+        if missing or sorted(self._by_grade) != [0, 1, 2, 3, 4]:
+            raise ValueError(f"knowledge base lacks concepts for {missing or 'dr_grade 0-4'}")
+
+    # ------------------------------------------------------------------------------------- statements
+    def positive_concepts(self, record: Mapping[str, Any]) -> list[Concept]:
+        """Concepts the record asserts, most specific first; summary flags only when nothing explains them."""
+        grade = _flag(record, "dr_grade")
+        found = [self._by_grade[grade]] if grade >= 1 else []
+        found += [self._by_column[column] for column in FINDING_COLUMNS if _flag(record, column)]
+        positives = {column for column in FINDING_COLUMNS if _flag(record, column)}
+        if _flag(record, "is_dm") and grade == 0 and "is_dme" not in positives:
+            found.append(self._by_column["is_dm"])
+        if _flag(record, "is_md") and not positives & MACULAR_FINDINGS:
+            found.append(self._by_column["is_md"])
+        if _flag(record, "has_lesion") and grade == 0 and not positives & LESION_FINDINGS:
+            found.append(self._by_column["has_lesion"])
+        if _flag(record, "is_abnormal") and not found:
+            found.append(self._by_column["is_abnormal"])
+        return found
+
+    def negative_candidates(self, record: Mapping[str, Any]) -> list[tuple[Concept, str]]:
+        """Findings the record denies, as (concept, reference) pairs whose absent phrases may be stated."""
+        candidates = [(self._by_column[c], c) for c in FINDING_COLUMNS if not _flag(record, c)]
+        if _flag(record, "dr_grade") == 0 and not _flag(record, "is_dm"):
+            candidates.append((self.knowledge.concepts["diabetic_retinopathy"], "dr_grade"))
+        return [(concept, ref) for concept, ref in candidates if concept.absent]
+
+    def quality_concepts(self, record: Mapping[str, Any]) -> list[Concept]:
+        return [self._by_column[column] for column in READABILITY_COLUMNS if column in record and not _flag(record, column)]
+
+    # --------------------------------------------------------------------------------------- assembly
+    def parts(self, record: Mapping[str, Any], epoch: int = 0) -> list[CaptionPart]:
+        """The statements of one caption, before they are put into sentences."""
+        rng = self._rng(record, epoch)
+        quality = self.quality_concepts(record)
+        not_fundus = any(concept.column == "is_fundus" for concept in quality)
+        parts = []
+        if not not_fundus:
+            positives = self.positive_concepts(record) or [self.knowledge.concepts["normal"]]
+            rng.shuffle(positives)
+            parts += [CaptionPart(c.id, "present", self._describe(c, rng)) for c in positives]
+            candidates = self.negative_candidates(record)
+            if candidates and rng.random() < self.negative_probability:
+                count = rng.randint(1, min(self.max_negatives, len(candidates)))
+                for concept, _ in rng.sample(candidates, count):
+                    parts.append(CaptionPart(concept.id, "absent", rng.choice(concept.absent)))
+        for concept in quality:
+            parts.append(CaptionPart(concept.id, "quality", rng.choice(concept.phrases)))
+        if not quality and rng.random() < 0.2:
+            good = self.knowledge.concepts["good_quality"]
+            parts.append(CaptionPart(good.id, "quality", rng.choice(good.phrases)))
+        return parts
+
+    def __call__(self, record: Mapping[str, Any], epoch: int = 0) -> str:
+        """One caption for `record` in `epoch`."""
+        rng = self._rng(record, epoch, "sentences")
+        parts = self.parts(record, epoch)
+        templates = self.knowledge.captions
+        eye = record.get("eyes_side")
+        openings = [o for o in templates.openings if "{eye}" not in o or eye in ("left", "right")]
+        opening = rng.choice(openings).format(eye=eye)
+        present = [p.phrase for p in parts if p.polarity == "present"]
+        sentences = [rng.choice(templates.finding_templates).format(opening=opening, findings=_join(present))
+                     if present else opening + "."]
+        absent = [p.phrase for p in parts if p.polarity == "absent"]
+        if absent:
+            sentences.append(_sentence_case(rng.choice(templates.negative_templates).format(negatives=_join(absent))))
+        quality = [p.phrase for p in parts if p.polarity == "quality"]
+        if quality:
+            sentences.append(_sentence_case(rng.choice(templates.quality_templates).format(quality=_join(quality))))
+        advice = record.get("diagnosticAdvice")
+        if self.include_advice and isinstance(advice, str) and advice.strip():
+            sentences.append(advice.strip())
+        return " ".join(sentences)
+
+    def _describe(self, concept: Concept, rng: random.Random) -> str:
+        roll = rng.random()
+        if roll < 0.4 or not concept.descriptions:
+            return rng.choice(concept.names)
+        if roll < 0.8:
+            return rng.choice(concept.descriptions)
+        return f"{rng.choice(concept.names)} with {rng.choice(concept.descriptions)}"
+
+    def _rng(self, record: Mapping[str, Any], epoch: int, *salt: str) -> random.Random:
+        key = record.get("file_md5") or record.get("file_name") or repr(sorted(record.items(), key=str))
+        return random.Random(stable_seed(key, epoch, self.seed, *salt))
