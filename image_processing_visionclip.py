@@ -251,16 +251,20 @@ class VisionCLIPImageProcessor(PilBackend):
         images = _flatten_images(images)
         if not images:
             raise ValueError("No images given")
-        prepared = [self.prepare_image(image, **kwargs) for image in images]
-        if len({p.size for p in prepared}) > 1:
+        pixel_values = self.to_pixel_values([self.prepare_image(image, **kwargs) for image in images], **kwargs)
+        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=kwargs.get("return_tensors"))
+
+    def to_pixel_values(self, images: list[Image.Image], **kwargs) -> np.ndarray:
+        """Rescale and normalise prepared RGB images of one size into a `(batch, 3, H, W)` float32 array."""
+        if len({image.size for image in images}) > 1:
             raise ValueError("Images have different sizes after processing; enable do_resize to batch them")
         gain, offset = self._affine(**kwargs)
-        width, height = prepared[0].size
-        pixel_values = np.empty((len(prepared), 3, height, width), dtype=np.float32)
-        for out, image in zip(pixel_values, prepared, strict=True):
+        width, height = images[0].size
+        pixel_values = np.empty((len(images), 3, height, width), dtype=np.float32)
+        for out, image in zip(pixel_values, images, strict=True):
             np.multiply(np.asarray(image).transpose(2, 0, 1), gain, out=out, casting="unsafe")
             out += offset
-        return BatchFeature(data={"pixel_values": pixel_values}, tensor_type=kwargs.get("return_tensors"))
+        return pixel_values
 
     def _affine(self, **kwargs) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel `gain`, `offset` with `pixel * gain + offset` == rescale-then-normalise."""

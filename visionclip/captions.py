@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .knowledge import Concept, KnowledgeBase, load_knowledge_base
-from .schema import FINDING_COLUMNS, LESION_FINDINGS, MACULAR_FINDINGS, READABILITY_COLUMNS
+from .schema import FINDING_COLUMNS, LESION_FINDINGS, MACULAR_FINDINGS, READABILITY_COLUMNS, SUMMARY_COLUMNS
+
+# The label columns a caption depends on: two records that agree on these get equivalent captions.
+CAPTIONED_COLUMNS: tuple[str, ...] = ("dr_grade", *FINDING_COLUMNS, *SUMMARY_COLUMNS, *READABILITY_COLUMNS)
 
 Polarity = Literal["present", "absent", "quality"]
 
@@ -108,7 +111,9 @@ class Captioner:
         return [(concept, ref) for concept, ref in candidates if concept.absent]
 
     def quality_concepts(self, record: Mapping[str, Any]) -> list[Concept]:
-        return [self._by_column[column] for column in READABILITY_COLUMNS if column in record and not _flag(record, column)]
+        return [
+            self._by_column[column] for column in READABILITY_COLUMNS if column in record and not _flag(record, column)
+        ]
 
     # --------------------------------------------------------------------------------------- assembly
     def parts(self, record: Mapping[str, Any], epoch: int = 0) -> list[CaptionPart]:
@@ -142,8 +147,11 @@ class Captioner:
         openings = [o for o in templates.openings if "{eye}" not in o or eye in ("left", "right")]
         opening = rng.choice(openings).format(eye=eye)
         present = [p.phrase for p in parts if p.polarity == "present"]
-        sentences = [rng.choice(templates.finding_templates).format(opening=opening, findings=_join(present))
-                     if present else opening + "."]
+        sentences = [
+            rng.choice(templates.finding_templates).format(opening=opening, findings=_join(present))
+            if present
+            else opening + "."
+        ]
         absent = [p.phrase for p in parts if p.polarity == "absent"]
         if absent:
             sentences.append(_sentence_case(rng.choice(templates.negative_templates).format(negatives=_join(absent))))

@@ -1,0 +1,232 @@
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from image_processing_visionclip import VisionCLIPImageProcessor
+from visionclip.captions import CAPTIONED_COLUMNS
+from visionclip.schema import COLUMN_NAMES, datasets_features
+from visionclip.streaming import build_stream, label_frequencies, make_dataloader, resolve_data_files
+from visionclip.tokenization import build_knowledge_base_tokenizer
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES, SHARDS = 64, 8
+
+
+def write_dataset(folder: Path, examples: int = EXAMPLES, shards: int = SHARDS, split: str = "train") -> Path:
+    """A small dataset in the converter's layout: data/<split>-XXXXX-of-YYYYY.parquet with the full schema."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for index in range(examples):
+        image = np.zeros((24, 24, 3), dtype=np.uint8)
+        image[4:20, 4:20] = rng.integers(60, 255, 3)
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG")
+        record = {name: 0 for name in COLUMN_NAMES}
+        record.update(
+            file_name=f"{index}.png",
+            file_md5=f"{index:032x}",
+            eyes_side="left",
+            diagnosticAdvice="",
+            dr_grade=index % 5,
+            is_gc=int(index % 4 == 0),
+            is_fundus=1,
+            is_macular_readable=1,
+            is_optic_disc_readable=1,
+            is_retinal_region_readable=1,
+            retinal_region_quality_score=9,
+        )
+        record["is_dm"] = record["is_abnormal"] = record["has_lesion"] = int(record["dr_grade"] > 0)
+        record["is_abnormal"] |= record["is_gc"]
+        rows.append({"image": {"bytes": buffer.getvalue(), "path": None}, **record})
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    per_shard = examples // shards
+    for shard in range(shards):
+        part = rows[shard * per_shard : (shard + 1) * per_shard]
+        columns = {key: [row[key] for row in part] for key in part[0]}
+        table = datasets.Dataset.from_dict(columns, features=datasets_features())
+        table.to_parquet(folder / "data" / f"{split}-{shard:05d}-of-{shards:05d}.parquet")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("stream_data"))
+
+
+@pytest.fixture(scope="module")
+def processing():
+    return VisionCLIPImageProcessor(size={"height": 32, "width": 32}), build_knowledge_base_tokenizer()
+
+
+def test_resolve_source_kinds_and_errors(dataset_dir: Path, tmp_path: Path):
+    files = resolve_data_files(str(dataset_dir), "train")
+    assert len(files) == SHARDS and files == sorted(files)
+    assert resolve_data_files(str(dataset_dir / "data" / "*.parquet"), "train") == files
+    with pytest.raises(FileNotFoundError, match="No 'validation' parquet shards .*train"):
+        resolve_data_files(str(dataset_dir), "validation")
+    with pytest.raises(FileNotFoundError, match="match"):
+        resolve_data_files(str(tmp_path / "*.parquet"), "train")
+    with pytest.raises(ValueError, match="neither"):
+        resolve_data_files("not-a-folder-or-id", "train")
+
+
+def test_batches_hold_pixels_tokens_labels_and_captions(dataset_dir: Path, processing):
+    image_processor, tokenizer = processing
+    stream = build_stream(str(dataset_dir), image_processor, tokenizer, batch_size=8, shuffle_buffer=1)
+    batch = next(iter(make_dataloader(stream)))
+    assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
+    assert batch["input_ids"].shape[0] == 8 and batch["attention_mask"].shape == batch["input_ids"].shape
+    assert batch["labels"].shape == (8, len(CAPTIONED_COLUMNS))
+    assert all("fundus" in c.lower() or "retina" in c.lower() for c in batch["captions"])
+
+    stream.captioner = lambda record, epoch: record["file_name"]  # to pair each row with its labels
+    for batch in make_dataloader(stream):
+        names = [int(c.split(".")[0]) for c in batch["captions"]]
+        assert batch["labels"][:, CAPTIONED_COLUMNS.index("dr_grade")].tolist() == [n % 5 for n in names]
+        assert batch["labels"][:, CAPTIONED_COLUMNS.index("is_gc")].tolist() == [int(n % 4 == 0) for n in names]
+
+
+RANK_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from image_processing_visionclip import VisionCLIPImageProcessor
+    from visionclip.streaming import build_stream, make_dataloader
+    from visionclip.tokenization import build_knowledge_base_tokenizer
+
+    data, rank, world, workers, epochs = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+    stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
+                          build_knowledge_base_tokenizer(), batch_size=4, rank=rank, world_size=world,
+                          shuffle_buffer=8, seed=3, drop_last=False)
+    stream.captioner = lambda record, epoch: record["file_name"]  # identify examples exactly
+    order = []
+    for epoch in range(epochs):
+        stream.set_epoch(epoch)
+        order.append([c for batch in make_dataloader(stream, workers) for c in batch["captions"]])
+    print(json.dumps(order))
+    """
+)
+
+
+def run_python(script: str, *args: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    completed = subprocess.run(
+        [sys.executable, "-c", script, str(REPO_ROOT), *args], capture_output=True, text=True, env=env
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return completed.stdout.strip().splitlines()[-1]
+
+
+def test_two_ranks_two_workers_see_each_example_once_per_epoch(dataset_dir: Path):
+    orders = [json.loads(run_python(RANK_SCRIPT, str(dataset_dir), str(rank), "2", "2", "2")) for rank in (0, 1)]
+    for epoch in range(2):
+        seen = orders[0][epoch] + orders[1][epoch]
+        assert sorted(seen) == sorted(f"{i}.png" for i in range(EXAMPLES)), f"epoch {epoch}"
+        assert not set(orders[0][epoch]) & set(orders[1][epoch])
+    assert orders[0][0] != orders[0][1] or orders[1][0] != orders[1][1], "same order in both epochs"
+
+
+RESUME_SCRIPT = textwrap.dedent(
+    """
+    import json, sys, torch
+    sys.path.insert(0, sys.argv[1])
+    from image_processing_visionclip import VisionCLIPImageProcessor
+    from visionclip.streaming import build_stream, make_dataloader
+    from visionclip.tokenization import build_knowledge_base_tokenizer
+
+    data, mode, state_file, buffer = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
+                          build_knowledge_base_tokenizer(), batch_size=4, shuffle_buffer=buffer, seed=5,
+                          drop_last=False)
+    stream.captioner = lambda record, epoch: record["file_name"]
+    stream.set_epoch(1)
+    seen = []
+    if mode == "resume":
+        stream.load_state_dict(torch.load(state_file, weights_only=False))
+    for step, batch in enumerate(make_dataloader(stream, 2)):
+        seen += batch["captions"]
+        stream.record_batch(batch)
+        if mode == "stop" and step == 4:
+            torch.save(stream.state_dict(), state_file)
+            break
+    print(json.dumps(seen))
+    """
+)
+
+
+@pytest.mark.parametrize("buffer", [1, 8])
+def test_resume_mid_epoch_in_a_new_process(dataset_dir: Path, tmp_path: Path, buffer: int):
+    state_file = str(tmp_path / "stream_state.pt")
+    before = json.loads(run_python(RESUME_SCRIPT, str(dataset_dir), "stop", state_file, str(buffer)))
+    after = json.loads(run_python(RESUME_SCRIPT, str(dataset_dir), "resume", state_file, str(buffer)))
+    assert len(before) == 20
+    assert not set(before) & set(after), "an example was delivered twice"
+    assert len(after) == len(set(after))
+    missing = EXAMPLES - len(before) - len(after)
+    if buffer == 1:
+        assert missing == 0
+    else:  # the examples waiting in each worker's shuffle buffer at save time are lost for this epoch
+        assert 0 <= missing <= 2 * buffer
+
+
+def test_filters_and_balanced_sampling(dataset_dir: Path, processing):
+    image_processor, tokenizer = processing
+    stream = build_stream(
+        str(dataset_dir),
+        image_processor,
+        tokenizer,
+        batch_size=4,
+        shuffle_buffer=1,
+        filters={"is_gc": [1]},
+        drop_last=False,
+    )
+    labels = torch.cat([b["labels"] for b in make_dataloader(stream)])
+    assert len(labels) == EXAMPLES // 4 and (labels[:, CAPTIONED_COLUMNS.index("is_gc")] == 1).all()
+    assert label_frequencies(resolve_data_files(str(dataset_dir)), "is_gc") == {0: 0.75, 1: 0.25}
+    balanced = build_stream(
+        str(dataset_dir),
+        image_processor,
+        tokenizer,
+        batch_size=4,
+        shuffle_buffer=1,
+        balance_by="is_gc",
+        drop_last=False,
+    )
+    counts = torch.zeros(2)
+    for epoch in range(6):
+        balanced.set_epoch(epoch)
+        for batch in make_dataloader(balanced):
+            counts += torch.bincount(batch["labels"][:, CAPTIONED_COLUMNS.index("is_gc")], minlength=2)
+    assert counts[1] == 6 * 16  # the rarer class is always kept
+    assert abs(counts[0] / counts[1] - 1.0) < 0.35
+    with pytest.raises(ValueError, match="column 'colour' is not in the dataset"):
+        build_stream(str(dataset_dir), image_processor, tokenizer, batch_size=4, filters={"colour": [1]})
+
+
+def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, processing, caplog):
+    folder = write_dataset(tmp_path / "bad", examples=8, shards=1)
+    shard = next((folder / "data").glob("*.parquet"))
+    table = datasets.Dataset.from_parquet(str(shard))
+    table = table.cast_column("image", datasets.Image(decode=False))
+    rows = table.to_list()
+    rows[3]["image"] = {"bytes": b"not a png", "path": None}
+    fixed = datasets.Dataset.from_list(rows, features=datasets_features())
+    fixed.to_parquet(str(shard))
+    image_processor, tokenizer = processing
+    stream = build_stream(str(folder), image_processor, tokenizer, batch_size=2, shuffle_buffer=1, drop_last=False)
+    with caplog.at_level("WARNING"):
+        total = sum(len(b["captions"]) for b in make_dataloader(stream))
+    assert total == 7
+    assert "skipped 1 unreadable" in caplog.text
