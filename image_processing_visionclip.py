@@ -170,9 +170,7 @@ def _main_run(counts: np.ndarray) -> tuple[int, int]:
     return int(starts[best]), int(ends[best])
 
 
-def find_field_of_view(
-    image: Image.Image, threshold: float = 0.1, margin: float = 0.01
-) -> tuple[int, int, int, int]:
+def find_field_of_view(image: Image.Image, threshold: float = 0.1, margin: float = 0.01) -> tuple[int, int, int, int]:
     """Bounding box `(left, top, right, bottom)` of the bright fundus disc on its dark border.
 
     Works on a ~128 px thumbnail of the red channel. Along each axis it keeps the contiguous band of rows (columns)

@@ -61,8 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     model, processor = load_model(args.model)
     model.eval()
     try:
-        result = model.zero_shot(images, processor, task=task, class_names=args.classes,
-                                 batch_size=args.batch_size)
+        result = model.zero_shot(images, processor, task=task, class_names=args.classes, batch_size=args.batch_size)
     except ValueError as error:
         parser.error(str(error))
     print(f"task: {task or 'free-form'}; classes: {result.class_names}")
@@ -70,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.name:24s} {prediction:28s} p={probs.max().item():.3f}")
     if truth is not None:
         correct = sum(p == t for p, t in zip(result.predictions, truth, strict=True))
-        print(f"accuracy on {len(truth)} labelled photos: {correct / len(truth):.3f} "
-              f"(chance {1 / len(result.class_names):.3f})")
+        print(
+            f"accuracy on {len(truth)} labelled photos: {correct / len(truth):.3f} "
+            f"(chance {1 / len(result.class_names):.3f})"
+        )
     return 0
 
 

@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no photographs under {args.data}/*/images/")
     decoded = [Image.open(p).convert("RGB") for p in paths]
 
-    print(f"{len(paths)} real photographs, long side {max(max(im.size) for im in decoded)} px; median of "
-          f"{args.rounds} rounds, batches of 16, one process")
+    print(
+        f"{len(paths)} real photographs, long side {max(max(im.size) for im in decoded)} px; median of "
+        f"{args.rounds} rounds, batches of 16, one process"
+    )
     print("| output | input | CLIPImageProcessor (PIL) img/s | VisionCLIPImageProcessor img/s | ratio |")
     print("|---|---|---|---|---|")
     for size in args.sizes:

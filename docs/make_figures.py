@@ -1,6 +1,6 @@
 """Regenerate the figures under docs/figures that do not come from a benchmark.
 
-    python docs/make_figures.py
+python docs/make_figures.py
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ from visionclip.augment import FundusAugment
 
 def test_neutral_augmentation_is_identity():
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), dtype=np.uint8))
-    augment = FundusAugment(flip_probability=0.0, max_rotation=0.0, zoom=(1.0, 1.0), brightness=0.0,
-                            contrast=0.0, saturation=0.0)
+    augment = FundusAugment(
+        flip_probability=0.0, max_rotation=0.0, zoom=(1.0, 1.0), brightness=0.0, contrast=0.0, saturation=0.0
+    )
     out, flipped = augment(image, random.Random(0))
     assert not flipped
     np.testing.assert_array_equal(np.asarray(out), np.asarray(image))
@@ -21,16 +22,18 @@ def test_neutral_augmentation_is_identity():
 def test_flip_mirrors_and_reports_it():
     array = np.zeros((16, 16, 3), dtype=np.uint8)
     array[:, :4] = 255
-    augment = FundusAugment(flip_probability=1.0, max_rotation=0.0, zoom=(1.0, 1.0), brightness=0.0,
-                            contrast=0.0, saturation=0.0)
+    augment = FundusAugment(
+        flip_probability=1.0, max_rotation=0.0, zoom=(1.0, 1.0), brightness=0.0, contrast=0.0, saturation=0.0
+    )
     out, flipped = augment(Image.fromarray(array), random.Random(0))
     assert flipped and np.asarray(out)[8, 14, 0] == 255 and np.asarray(out)[8, 1, 0] == 0
 
 
 def test_rotation_about_the_centre_keeps_size_and_fills_black():
     image = Image.new("RGB", (40, 40), (200, 100, 50))
-    augment = FundusAugment(flip_probability=0.0, max_rotation=45.0, zoom=(0.8, 0.8), brightness=0.0,
-                            contrast=0.0, saturation=0.0)
+    augment = FundusAugment(
+        flip_probability=0.0, max_rotation=45.0, zoom=(0.8, 0.8), brightness=0.0, contrast=0.0, saturation=0.0
+    )
     out, _ = augment(image, random.Random(3))
     array = np.asarray(out)
     assert out.size == (40, 40)

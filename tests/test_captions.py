@@ -18,8 +18,13 @@ CAPTIONER = Captioner()
 
 def make_record(rng: random.Random, index: int) -> dict:
     record = {name: 0 for name in COLUMN_NAMES}
-    record.update(file_name=f"{index}.png", file_md5=f"{index:032x}", eyes_side=rng.choice(["left", "right"]),
-                  retinal_region_quality_score=9, diagnosticAdvice="")
+    record.update(
+        file_name=f"{index}.png",
+        file_md5=f"{index:032x}",
+        eyes_side=rng.choice(["left", "right"]),
+        retinal_region_quality_score=9,
+        diagnosticAdvice="",
+    )
     record["dr_grade"] = rng.choice([0, 0, 0, 1, 2, 3, 4])
     for column in FINDING_COLUMNS:
         record[column] = int(rng.random() < 0.12)
@@ -87,8 +92,16 @@ def test_quality_statements_follow_readability_columns():
 
 
 def test_summary_flags_are_mentioned_when_nothing_explains_them():
-    record = dict(RECORDS[0], dr_grade=0, is_dm=1, is_abnormal=1, is_md=0, has_lesion=0, is_fundus=1,
-                  **{c: 0 for c in FINDING_COLUMNS})
+    record = dict(
+        RECORDS[0],
+        dr_grade=0,
+        is_dm=1,
+        is_abnormal=1,
+        is_md=0,
+        has_lesion=0,
+        is_fundus=1,
+        **{c: 0 for c in FINDING_COLUMNS},
+    )
     assert "diabetic_changes" in {p.concept for p in CAPTIONER.parts(record)}
     normal = dict(record, is_dm=0, is_abnormal=0)
     assert {p.concept for p in CAPTIONER.parts(normal) if p.polarity == "present"} == {"normal"}
@@ -104,13 +117,20 @@ def test_captions_are_deterministic_and_vary_across_epochs():
 
 
 def test_captions_do_not_depend_on_the_process_hash_seed():
-    code = ("import json,sys; sys.path.insert(0, '.'); from tests.test_captions import RECORDS, CAPTIONER; "
-            "print(json.dumps([CAPTIONER(r, 2) for r in RECORDS[:20]]))")
+    code = (
+        "import json,sys; sys.path.insert(0, '.'); from tests.test_captions import RECORDS, CAPTIONER; "
+        "print(json.dumps([CAPTIONER(r, 2) for r in RECORDS[:20]]))"
+    )
     outputs = set()
     for hash_seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=hash_seed)
-        completed = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                   cwd=os.path.dirname(os.path.dirname(__file__)))
+        completed = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            cwd=os.path.dirname(os.path.dirname(__file__)),
+        )
         assert completed.returncode == 0, completed.stderr
         outputs.add(completed.stdout)
     assert len(outputs) == 1

@@ -109,8 +109,9 @@ def test_stretch_mode_and_uncropped_mode():
     assert stretched(image, return_tensors="pt")["pixel_values"].shape == (1, 3, 40, 50)
     plain = VisionCLIPImageProcessor(size={"height": 64, "width": 64}, do_crop_fov=False)
     cropped = VisionCLIPImageProcessor(size={"height": 64, "width": 64})
-    assert not torch.equal(plain(image, return_tensors="pt")["pixel_values"],
-                           cropped(image, return_tensors="pt")["pixel_values"])
+    assert not torch.equal(
+        plain(image, return_tensors="pt")["pixel_values"], cropped(image, return_tensors="pt")["pixel_values"]
+    )
 
 
 def test_inputs_of_every_kind_give_the_same_pixels(tmp_path: Path):
@@ -121,28 +122,42 @@ def test_inputs_of_every_kind_give_the_same_pixels(tmp_path: Path):
     processor = VisionCLIPImageProcessor(size={"height": 48, "width": 48})
     reference = processor(image, return_tensors="pt")["pixel_values"]
     sources = [
-        str(path), path, path.read_bytes(), {"bytes": path.read_bytes(), "path": None}, {"path": str(path)},
-        array, array.transpose(2, 0, 1), array.astype(np.float32) / 255.0, torch.from_numpy(array.copy()),
+        str(path),
+        path,
+        path.read_bytes(),
+        {"bytes": path.read_bytes(), "path": None},
+        {"path": str(path)},
+        array,
+        array.transpose(2, 0, 1),
+        array.astype(np.float32) / 255.0,
+        torch.from_numpy(array.copy()),
         array.astype(np.uint16) * 257,
     ]
     for source in sources:
-        torch.testing.assert_close(processor(source, return_tensors="pt")["pixel_values"], reference,
-                                   msg=type(source).__name__)
+        torch.testing.assert_close(
+            processor(source, return_tensors="pt")["pixel_values"], reference, msg=type(source).__name__
+        )
     batch = processor([image, str(path), array], return_tensors="pt")["pixel_values"]
     assert batch.shape == (3, 3, 48, 48)
     assert processor(np.stack([array, array]), return_tensors="pt")["pixel_values"].shape[0] == 2
 
 
 def test_settings_are_saved_with_the_processor(tmp_path: Path):
-    processor = VisionCLIPImageProcessor(size={"height": 80, "width": 80}, fov_threshold=0.2, fov_margin=0.05,
-                                         image_mean=[0.5, 0.4, 0.3], image_std=[0.2, 0.2, 0.2])
+    processor = VisionCLIPImageProcessor(
+        size={"height": 80, "width": 80},
+        fov_threshold=0.2,
+        fov_margin=0.05,
+        image_mean=[0.5, 0.4, 0.3],
+        image_std=[0.2, 0.2, 0.2],
+    )
     processor.save_pretrained(tmp_path)
     reloaded = VisionCLIPImageProcessor.from_pretrained(tmp_path)
     for key in ("fov_threshold", "fov_margin", "keep_aspect_ratio", "do_crop_fov", "max_image_pixels"):
         assert getattr(reloaded, key) == getattr(processor, key), key
     image = synthetic_fundus()
-    torch.testing.assert_close(reloaded(image, return_tensors="pt")["pixel_values"],
-                               processor(image, return_tensors="pt")["pixel_values"])
+    torch.testing.assert_close(
+        reloaded(image, return_tensors="pt")["pixel_values"], processor(image, return_tensors="pt")["pixel_values"]
+    )
 
 
 # --------------------------------------------------------------------------------------- odd inputs

@@ -11,15 +11,31 @@ from configuration_visionclip import VisionCLIPConfig
 from modeling_visionclip import VisionCLIPModel, clip_loss
 from visionclip.presets import load_preset
 
-TINY_VISION = {"model_type": "resnet", "embedding_size": 8, "hidden_sizes": [8, 16], "depths": [1, 1],
-               "layer_type": "basic"}
-TINY_TEXT = {"model_type": "bert", "vocab_size": 99, "hidden_size": 32, "num_hidden_layers": 2,
-             "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 24}
+TINY_VISION = {
+    "model_type": "resnet",
+    "embedding_size": 8,
+    "hidden_sizes": [8, 16],
+    "depths": [1, 1],
+    "layer_type": "basic",
+}
+TINY_TEXT = {
+    "model_type": "bert",
+    "vocab_size": 99,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 24,
+}
 
 
 def tiny_config(**overrides) -> VisionCLIPConfig:
-    kwargs = {"vision_config": TINY_VISION, "text_config": TINY_TEXT, "projection_dim": 16,
-              "prompt_templates": ["a fundus photograph of {}."]}
+    kwargs = {
+        "vision_config": TINY_VISION,
+        "text_config": TINY_TEXT,
+        "projection_dim": 16,
+        "prompt_templates": ["a fundus photograph of {}."],
+    }
     kwargs.update(overrides)
     return VisionCLIPConfig(**kwargs)
 
@@ -96,7 +112,8 @@ def test_text_pooling_modes(pooling):
     torch.testing.assert_close(
         model.encode_text(inputs["input_ids"], inputs["attention_mask"]),
         model.encode_text(padded["input_ids"], padded["attention_mask"]),
-        atol=1e-5, rtol=1e-5,
+        atol=1e-5,
+        rtol=1e-5,
     )
 
 
@@ -104,8 +121,15 @@ def test_text_pooling_modes(pooling):
     "vision_config",
     [
         {"model_type": "convnext", "hidden_sizes": [8, 16], "depths": [1, 1], "num_stages": 2},
-        {"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-         "intermediate_size": 64, "image_size": 64, "patch_size": 16},
+        {
+            "model_type": "vit",
+            "hidden_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "image_size": 64,
+            "patch_size": 16,
+        },
     ],
     ids=["convnext", "vit"],
 )
@@ -126,10 +150,21 @@ def _loss_and_grads(model: VisionCLIPModel, inputs) -> tuple[torch.Tensor, dict[
 @pytest.mark.parametrize("vision", ["resnet", "vit"])
 def test_gradient_checkpointing_gives_same_loss_and_gradients(vision):
     text = {**TINY_TEXT, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-    vision_config = TINY_VISION if vision == "resnet" else {
-        "model_type": "vit", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-        "intermediate_size": 64, "image_size": 64, "patch_size": 16, "hidden_dropout_prob": 0.0,
-        "attention_probs_dropout_prob": 0.0}
+    vision_config = (
+        TINY_VISION
+        if vision == "resnet"
+        else {
+            "model_type": "vit",
+            "hidden_size": 32,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "intermediate_size": 64,
+            "image_size": 64,
+            "patch_size": 16,
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+        }
+    )
     model = VisionCLIPModel(tiny_config(vision_config=vision_config, text_config=text)).train()
     inputs = batch()
     reference = copy.deepcopy(model)
@@ -139,7 +174,9 @@ def test_gradient_checkpointing_gives_same_loss_and_gradients(vision):
     calls = []
     # a pre-hook inside the checkpointed block: checkpoints wrap `forward`, and recomputation may stop early
     vision_model = model.vision_model
-    first_block = vision_model.encoder.stages[0].layers[0] if vision == "resnet" else vision_model.layers[0].layernorm_before
+    first_block = (
+        vision_model.encoder.stages[0].layers[0] if vision == "resnet" else vision_model.layers[0].layernorm_before
+    )
     handle = first_block.register_forward_pre_hook(lambda *args: calls.append(1))
     loss_ckpt, grads_ckpt = _loss_and_grads(model, inputs)
     handle.remove()
@@ -246,7 +283,9 @@ def test_zero_shot_errors_name_the_problem(tiny_model_and_processor):
 
 
 def test_config_validation_and_round_trip():
-    config = tiny_config(text_pooling="mean", zero_shot_tasks={"t": {"classes": ["a", "b"], "prompts": [["a"], ["b"]]}})
+    config = tiny_config(
+        text_pooling="mean", zero_shot_tasks={"t": {"classes": ["a", "b"], "prompts": [["a"], ["b"]]}}
+    )
     again = VisionCLIPConfig.from_dict(config.to_dict())
     assert again.vision_config.model_type == "resnet" and again.text_config.hidden_size == 32
     assert again.zero_shot_tasks == config.zero_shot_tasks and again.text_pooling == "mean"

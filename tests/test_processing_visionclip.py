@@ -7,8 +7,9 @@ from processing_visionclip import VisionCLIPProcessor
 
 def test_processor_returns_pixels_and_tokens(tiny_model_and_processor, real_photos):
     _, processor = tiny_model_and_processor
-    inputs = processor(images=real_photos[:2], text=["glaucoma", "a normal fundus with a healthy optic disc"],
-                       return_tensors="pt")
+    inputs = processor(
+        images=real_photos[:2], text=["glaucoma", "a normal fundus with a healthy optic disc"], return_tensors="pt"
+    )
     assert inputs["pixel_values"].shape == (2, 3, 64, 64)
     assert inputs["input_ids"].shape == inputs["attention_mask"].shape
     assert inputs["input_ids"].shape[0] == 2  # padded to one length

@@ -63,9 +63,19 @@ def fresh_process_results(tiny_folder: Path, real_photos, tmp_path_factory) -> d
     env.update(HF_HUB_OFFLINE="1", HF_HOME=str(workdir / "hf_home"))
     result_file = workdir / "result.json"
     completed = subprocess.run(
-        [sys.executable, "child.py", str(tiny_folder), str(real_photos[0]), json.dumps(TEXTS), LONG_TEMPLATE,
-         str(result_file)],
-        cwd=workdir, env=env, capture_output=True, text=True,
+        [
+            sys.executable,
+            "child.py",
+            str(tiny_folder),
+            str(real_photos[0]),
+            json.dumps(TEXTS),
+            LONG_TEMPLATE,
+            str(result_file),
+        ],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     return json.loads(result_file.read_text())
@@ -74,8 +84,14 @@ def fresh_process_results(tiny_folder: Path, real_photos, tmp_path_factory) -> d
 def test_saved_folder_holds_safetensors_and_code_only(tiny_folder: Path):
     names = {path.name for path in tiny_folder.iterdir()}
     assert "model.safetensors" in names
-    assert {"configuration_visionclip.py", "modeling_visionclip.py", "image_processing_visionclip.py",
-            "processing_visionclip.py", "processor_config.json", "tokenizer.json"} <= names
+    assert {
+        "configuration_visionclip.py",
+        "modeling_visionclip.py",
+        "image_processing_visionclip.py",
+        "processing_visionclip.py",
+        "processor_config.json",
+        "tokenizer.json",
+    } <= names
     assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")) for name in names)
     auto_map = json.loads((tiny_folder / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForZeroShotImageClassification"}

@@ -11,9 +11,17 @@ from visionclip.schema import (
 
 def normal_record(**overrides):
     record = {name: 0 for name in COLUMN_NAMES}
-    record.update(file_name="1.png", file_md5="0" * 32, eyes_side="left", retinal_region_quality_score=9,
-                  diagnosticAdvice="", is_fundus=1, is_macular_readable=1, is_optic_disc_readable=1,
-                  is_retinal_region_readable=1)
+    record.update(
+        file_name="1.png",
+        file_md5="0" * 32,
+        eyes_side="left",
+        retinal_region_quality_score=9,
+        diagnosticAdvice="",
+        is_fundus=1,
+        is_macular_readable=1,
+        is_optic_disc_readable=1,
+        is_retinal_region_readable=1,
+    )
     record.update(overrides)
     return record
 
@@ -32,8 +40,7 @@ def test_valid_record_passes_and_bad_values_are_named():
 def test_summary_flags_follow_the_findings():
     assert derive_summary_flags(normal_record()) == {"is_dm": 0, "is_md": 0, "has_lesion": 0, "is_abnormal": 0}
     assert derive_summary_flags(normal_record(dr_grade=1))["is_dm"] == 1
-    assert derive_summary_flags(normal_record(is_gc=1)) == {"is_dm": 0, "is_md": 0, "has_lesion": 0,
-                                                           "is_abnormal": 1}
+    assert derive_summary_flags(normal_record(is_gc=1)) == {"is_dm": 0, "is_md": 0, "has_lesion": 0, "is_abnormal": 1}
     assert derive_summary_flags(normal_record(is_amd=1))["is_md"] == 1
     for column in FINDING_COLUMNS:
         assert derive_summary_flags(normal_record(**{column: 1}))["is_abnormal"] == 1

@@ -56,7 +56,9 @@ def build_wordpiece_vocab(corpus: Iterable[str]) -> list[str]:
 def make_tokenizer(vocab: list[str], model_max_length: int = 128) -> BertTokenizer:
     """An uncased BERT WordPiece tokenizer over `vocab`."""
     return BertTokenizer(
-        vocab={token: index for index, token in enumerate(vocab)}, do_lower_case=True, model_max_length=model_max_length
+        vocab={token: index for index, token in enumerate(vocab)},
+        do_lower_case=True,
+        model_max_length=model_max_length,
     )
 
 
