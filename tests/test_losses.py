@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch.nn import functional as F
+
+from visionclip.losses import ClipLoss, LabelAwareLoss, SigLipLoss, build_loss
+
+
+def embeddings(n: int = 6, dim: int = 8, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    images = F.normalize(torch.randn(n, dim, generator=generator), dim=-1)
+    texts = F.normalize(torch.randn(n, dim, generator=generator), dim=-1)
+    return images, texts
+
+
+def test_clip_loss_matches_direct_formula():
+    images, texts = embeddings()
+    scale = torch.tensor(7.0)
+    loss = ClipLoss()(images, texts, scale)
+    n = len(images)
+    total = 0.0
+    for i in range(n):
+        row = [math.exp(scale * images[i] @ texts[j]) for j in range(n)]
+        col = [math.exp(scale * images[j] @ texts[i]) for j in range(n)]
+        total += -math.log(row[i] / sum(row)) - math.log(col[i] / sum(col))
+    assert loss.item() == pytest.approx(total / (2 * n), rel=1e-5)
+
+
+def test_label_aware_loss_matches_direct_formula_and_reduces_to_clip():
+    images, texts = embeddings()
+    scale = torch.tensor(5.0)
+    distinct = torch.arange(6)[:, None]
+    torch.testing.assert_close(LabelAwareLoss()(images, texts, scale, distinct), ClipLoss()(images, texts, scale))
+    labels = torch.tensor([[0, 1], [0, 1], [2, 0], [0, 1], [2, 0], [3, 3]])
+    loss = LabelAwareLoss()(images, texts, scale, labels)
+    n = len(images)
+    total = 0.0
+    for i in range(n):
+        positives = [j for j in range(n) if torch.equal(labels[i], labels[j])]
+        logits_row = [float(scale * images[i] @ texts[j]) for j in range(n)]
+        logits_col = [float(scale * images[j] @ texts[i]) for j in range(n)]
+        log_z_row = math.log(sum(math.exp(v) for v in logits_row))
+        log_z_col = math.log(sum(math.exp(v) for v in logits_col))
+        total += -sum(logits_row[j] - log_z_row for j in positives) / len(positives)
+        total += -sum(logits_col[j] - log_z_col for j in positives) / len(positives)
+    assert loss.item() == pytest.approx(total / (2 * n), rel=1e-5)
+
+
+def test_siglip_loss_matches_direct_formula():
+    images, texts = embeddings()
+    siglip = SigLipLoss(bias_init=-2.0)
+    scale = torch.tensor(10.0)
+    loss = siglip(images, texts, scale)
+    n = len(images)
+    total = 0.0
+    for i in range(n):
+        for j in range(n):
+            z = 1.0 if i == j else -1.0
+            logit = scale * images[i] @ texts[j] - 2.0
+            total += math.log(1 + math.exp(-z * logit))
+    assert loss.item() == pytest.approx(total / n, rel=1e-5)
+    loss.backward()
+    assert siglip.logit_bias.grad is not None
+
+
+def test_unknown_loss_is_named():
+    with pytest.raises(ValueError, match="Unknown loss 'infonce'.*clip"):
+        build_loss("infonce")
+
+
+def _rank_worker(rank: int, world: int, init_file: str, name: str, results) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    images, texts = embeddings(n=8, seed=3)
+    labels = torch.tensor([[i % 3] for i in range(8)])
+    per_rank = 8 // world
+    local = slice(rank * per_rank, (rank + 1) * per_rank)
+    local_images = images[local].clone().requires_grad_(True)
+    local_texts = texts[local].clone().requires_grad_(True)
+    loss = build_loss(name)(local_images, local_texts, torch.tensor(6.0), labels[local])
+    loss.backward()
+    results[rank] = (loss.item(), local_images.grad.clone(), local_texts.grad.clone())
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("name", ["clip", "label_aware", "siglip"])
+def test_two_process_loss_equals_single_process_loss_on_the_combined_batch(name):
+    images, texts = embeddings(n=8, seed=3)
+    labels = torch.tensor([[i % 3] for i in range(8)])
+    images.requires_grad_(True)
+    texts.requires_grad_(True)
+    reference = build_loss(name)(images, texts, torch.tensor(6.0), labels)
+    reference.backward()
+    with tempfile.TemporaryDirectory() as folder:
+        manager = mp.Manager()
+        results = manager.dict()
+        mp.spawn(_rank_worker, args=(2, os.path.join(folder, "init"), name, results), nprocs=2, join=True)
+        for rank in range(2):
+            loss, image_grad, text_grad = results[rank]
+            assert loss == pytest.approx(reference.item(), rel=1e-6)
+            # world_size x the global loss's gradient for its slice: after DDP averages over the 2 processes,
+            # parameter gradients equal single-process training on the combined batch
+            torch.testing.assert_close(image_grad, 2 * images.grad[rank * 4 : (rank + 1) * 4])
+            torch.testing.assert_close(text_grad, 2 * texts.grad[rank * 4 : (rank + 1) * 4])
