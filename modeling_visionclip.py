@@ -334,19 +334,28 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
 
     @classmethod
     def from_vision_text_pretrained(
-        cls, vision_model_name_or_path: str, text_model_name_or_path: str, **kwargs
+        cls, vision_model_name_or_path: str | None, text_model_name_or_path: str | None, **kwargs
     ) -> "VisionCLIPModel":
         """Start from two pretrained towers (Hub ids or local folders); projections and temperature are new.
 
-        `vision_*` / `text_*` keyword arguments go to the towers' `from_pretrained`; the rest (e.g.
-        `projection_dim`, `zero_shot_tasks`) to [`VisionCLIPConfig`].
+        `vision_*` / `text_*` keyword arguments go to the towers' `from_pretrained` (`vision_model=` /
+        `text_model=` pass ready tower instances instead); the rest (e.g. `projection_dim`, `text_pooling`,
+        `zero_shot_tasks`) go to [`VisionCLIPConfig`].
         """
-        vision_kwargs = {k[len("vision_") :]: kwargs.pop(k) for k in list(kwargs) if k.startswith("vision_")}
-        text_kwargs = {k[len("text_") :]: kwargs.pop(k) for k in list(kwargs) if k.startswith("text_")}
-        vision_model = _load_tower(vision_model_name_or_path, "vision", vision_kwargs)
-        text_model = _load_tower(text_model_name_or_path, "text", text_kwargs)
-        config = VisionCLIPConfig.from_vision_text_configs(vision_model.config, text_model.config, **kwargs)
-        model = cls(config, vision_model=vision_model, text_model=text_model)
+        config_fields = set(VisionCLIPConfig.__dataclass_fields__)
+        tower_kwargs = {"vision": {}, "text": {}}
+        for key in list(kwargs):
+            which, _, rest = key.partition("_")
+            if which in tower_kwargs and key not in config_fields:
+                tower_kwargs[which][rest] = kwargs.pop(key)
+        towers = {
+            which: options.pop("model", None) or _load_tower(name, which, options)
+            for (which, options), name in zip(
+                tower_kwargs.items(), (vision_model_name_or_path, text_model_name_or_path), strict=True
+            )
+        }
+        config = VisionCLIPConfig.from_vision_text_configs(towers["vision"].config, towers["text"].config, **kwargs)
+        model = cls(config, vision_model=towers["vision"], text_model=towers["text"])
         logger.warning(
             "VisionCLIP projections and logit scale are newly initialised: train the model before using it."
         )
