@@ -44,7 +44,8 @@ def resolve_data_files(source: str, split: str = "train", token: str | bool | No
             available = sorted({p.name.split("-")[0] for p in path.glob("**/*.parquet")})
             raise FileNotFoundError(f"No '{split}' parquet shards in {path} (splits found: {available or 'none'})")
         return [str(f) for f in files]
-    if path.suffix == ".parquet" or path.exists():
+    looks_like_path = source.startswith((".", "/", "~")) or source.count("/") > 1 or path.suffix == ".parquet"
+    if looks_like_path or path.exists():
         raise FileNotFoundError(f"Dataset path {source!r} does not exist or is not a folder of parquet shards")
     if source.count("/") != 1:
         raise ValueError(f"{source!r} is neither a local folder, a parquet glob nor a Hub dataset id (owner/name)")

@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+import pytest
+
+from visionclip.presets import build_model_and_processor
+from visionclip.training.towers import lock_tower, tower_blocks
+
+
+def test_lock_keeps_last_blocks_trainable_and_reports_frozen_batch_norms():
+    model, _ = build_model_and_processor("small")
+    frozen_norms = lock_tower(model.vision_model, unlocked_blocks=1)
+    stages = tower_blocks(model.vision_model)
+    assert all(not p.requires_grad for stage in list(stages)[:-1] for p in stage.parameters())
+    assert all(p.requires_grad for p in stages[-1].parameters())
+    assert not any(p.requires_grad for p in model.vision_model.embedder.parameters())
+    assert frozen_norms and not any(n in list(stages[-1].modules()) for n in frozen_norms)
+    lock_tower(model.text_model, unlocked_blocks=2)
+    layers = tower_blocks(model.text_model)
+    assert [any(p.requires_grad for p in layer.parameters()) for layer in layers] == [False, False, True, True]
+    assert model.visual_projection.weight.requires_grad  # projections are never locked
+    with pytest.raises(ValueError, match="has 4"):
+        lock_tower(model.text_model, unlocked_blocks=9)

@@ -1,0 +1,1 @@
+"""Training side of VisionCLIP: configuration, optimisation, checkpoints, evaluation and the loop."""

@@ -1,0 +1,239 @@
+"""Training configuration: one typed dataclass, readable from a YAML file and overridable from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..losses import LOSSES
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
+REPORTERS = ("tensorboard", "wandb", "none")
+
+
+def default_cache_dir() -> str:
+    return os.environ.get("VISIONCLIP_CACHE") or str(Path.home() / ".cache" / "visionclip")
+
+
+@dataclass
+class TrainConfig:
+    """Every option of `train.py`. Field comments are the `--help` texts."""
+
+    # data
+    dataset: str | None = None  # Hub dataset id, local dataset folder or parquet glob; default: embedded synthetic set
+    train_split: str = "train"  # split to train on
+    eval_split: str = "validation"  # held-out split for zero-shot evaluation during and after training
+    synthetic_train: int = 12000  # embedded default: number of generated training images
+    synthetic_validation: int = 1200  # embedded default: number of generated held-out images
+    synthetic_image_size: int = 256  # embedded default: generated image size (px)
+    synthetic_seed: int = 0  # embedded default: generator seed
+    cache_dir: str = field(default_factory=default_cache_dir)  # where the embedded default is generated once
+    num_workers: int = 1  # DataLoader workers per process (decode, augment, caption, tokenize)
+    shuffle_buffer: int = 1000  # rows in each reader's shuffle buffer
+    augment: bool = True  # flips, rotation, zoom and colour jitter
+    filters: dict | None = None  # keep rows whose column holds an allowed value, e.g. '{"is_fundus": [1]}'
+    balance_by: str | None = None  # column whose classes are sampled equally often (rejection sampling)
+    # model
+    preset: str = "small"  # preset name or preset YAML file
+    vision_tower: str | None = None  # start the vision tower from this pretrained Hub id or folder
+    text_tower: str | None = None  # start the text tower (and tokenizer) from this pretrained Hub id or folder
+    lock_image: bool = False  # freeze the vision tower (and its batch-norm statistics)
+    lock_image_unlocked_layers: int = 0  # ...but keep its last N blocks trainable
+    lock_text: bool = False  # freeze the text tower
+    lock_text_unlocked_layers: int = 0  # ...but keep its last N layers trainable
+    gradient_checkpointing: bool = False  # recompute activations in backward to save memory
+    torch_compile: bool = False  # compile the model with torch.compile
+    # optimisation
+    loss: str = "label_aware"  # clip, label_aware (FLAIR soft targets) or siglip
+    batch_size: int = 64  # global contrastive batch per optimizer step (all processes x accumulation)
+    accum_steps: int = 1  # micro-batches per step; the contrastive batch stays the global batch
+    max_steps: int = 420  # optimizer steps
+    lr: float = 1e-3  # peak learning rate
+    min_lr: float = 1e-5  # final learning rate of the cosine schedule
+    warmup_steps: int = 40  # linear warm-up steps
+    weight_decay: float = 0.1  # AdamW weight decay (not on norms, biases, embeddings or the logit scale)
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_eps: float = 1e-6
+    grad_clip: float = 1.0  # max gradient norm (0 disables)
+    mixed_precision: str = "no"  # no, bf16 or fp16 (bf16 works on CPU too)
+    seed: int = 0
+    max_nonfinite: int = 20  # stop after this many consecutive non-finite losses
+    # output, checkpoints, logging
+    output_dir: str = "runs/visionclip-small"  # checkpoints/, logs/ and the Hub-ready model/ folder
+    save_every: int = 100  # checkpoint every N steps (and at the end)
+    keep_checkpoints: int = 2  # keep the newest K checkpoints
+    resume: str | None = None  # 'latest' or a checkpoint folder
+    eval_every: int = 140  # zero-shot evaluation on the held-out split every N steps (0: only at the end)
+    eval_samples: int = 1200  # held-out images used for evaluation
+    log_every: int = 10  # scalars to the tracker every N steps
+    report_to: str = "tensorboard"  # tensorboard, wandb or none
+
+    def validate(self) -> None:
+        """Raise `ValueError` naming every invalid option."""
+        problems = []
+        positive = (
+            "batch_size",
+            "accum_steps",
+            "max_steps",
+            "save_every",
+            "keep_checkpoints",
+            "log_every",
+            "synthetic_train",
+            "synthetic_validation",
+            "eval_samples",
+            "max_nonfinite",
+        )
+        problems += [
+            f"{name} must be positive, got {getattr(self, name)}" for name in positive if getattr(self, name) < 1
+        ]
+        non_negative = (
+            "num_workers",
+            "warmup_steps",
+            "eval_every",
+            "weight_decay",
+            "grad_clip",
+            "lock_image_unlocked_layers",
+            "lock_text_unlocked_layers",
+            "shuffle_buffer",
+        )
+        problems += [
+            f"{name} must not be negative, got {getattr(self, name)}"
+            for name in non_negative
+            if getattr(self, name) < 0
+        ]
+        if self.loss not in LOSSES:
+            problems.append(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
+        if self.mixed_precision not in MIXED_PRECISION:
+            problems.append(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        if self.report_to not in REPORTERS:
+            problems.append(f"report_to must be one of {REPORTERS}, got {self.report_to!r}")
+        if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
+            problems.append(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.warmup_steps >= self.max_steps:
+            problems.append(f"warmup_steps ({self.warmup_steps}) must be below max_steps ({self.max_steps})")
+        if self.synthetic_image_size < 32:
+            problems.append(f"synthetic_image_size must be at least 32, got {self.synthetic_image_size}")
+        if self.filters is not None and not all(isinstance(v, list) for v in self.filters.values()):
+            problems.append(f"filters must map columns to lists of allowed values, got {self.filters!r}")
+        if problems:
+            raise ValueError("Invalid training configuration:\n  " + "\n  ".join(problems))
+
+    def micro_batch_size(self, world_size: int) -> int:
+        """Per-process rows of one micro-batch; the global batch must divide evenly."""
+        parts = world_size * self.accum_steps
+        if self.batch_size % parts:
+            raise ValueError(
+                f"batch_size {self.batch_size} does not divide into {world_size} processes x {self.accum_steps} "
+                "accumulation steps"
+            )
+        return self.batch_size // parts
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _resolve(annotation: Any) -> Any:
+    return eval(annotation, {"dict": dict}) if isinstance(annotation, str) else annotation  # postponed strings
+
+
+def _field_type(annotation: Any) -> type:
+    """The concrete type of an `X` or `X | None` annotation."""
+    annotation = _resolve(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return next(a for a in typing.get_args(annotation) if a is not type(None))
+    return annotation
+
+
+def _is_optional(annotation: Any) -> bool:
+    return type(None) in typing.get_args(_resolve(annotation))
+
+
+def _parse_value(kind: type, optional: bool, text: str) -> Any:
+    if optional and text.lower() in ("none", "null"):
+        return None
+    if kind is bool:
+        lowered = text.lower()
+        if lowered not in ("true", "false", "1", "0", "yes", "no"):
+            raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+        return lowered in ("true", "1", "yes")
+    if kind is dict:
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r} ({error})") from None
+        if not isinstance(value, dict):
+            raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+        return value
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+
+
+def build_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help="YAML file of options; command-line flags override it")
+    comments = _field_comments()
+    for item in dataclasses.fields(TrainConfig):
+        kind, optional = _field_type(item.type), _is_optional(item.type)
+        parser.add_argument(
+            "--" + item.name.replace("_", "-"),
+            dest=item.name,
+            type=functools.partial(_parse_value, kind, optional),
+            default=argparse.SUPPRESS,
+            metavar=kind.__name__.upper(),
+            help=comments.get(item.name, ""),
+        )
+    return parser
+
+
+def _field_comments() -> dict[str, str]:
+    import inspect
+
+    comments = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        name, sep, rest = line.strip().partition(":")
+        if sep and "#" in rest and name.isidentifier():
+            comments[name] = rest.split("#", 1)[1].strip()
+    return comments
+
+
+def load_config(argv: list[str] | None = None, description: str = "") -> TrainConfig:
+    """Defaults < `--config` YAML < command-line flags; validated."""
+    parser = build_parser(description)
+    args = vars(parser.parse_args(argv))
+    values: dict[str, Any] = {}
+    config_file = args.pop("config", None)
+    if config_file is not None:
+        if not config_file.is_file():
+            parser.error(f"--config {config_file} does not exist")
+        loaded = yaml.safe_load(config_file.read_text()) or {}
+        if not isinstance(loaded, dict):
+            parser.error(f"--config {config_file} must hold a mapping of options")
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        unknown = sorted(set(loaded) - names)
+        if unknown:
+            parser.error(f"--config {config_file}: unknown options {unknown}")
+        for item in dataclasses.fields(TrainConfig):
+            value, kind = loaded.get(item.name), _field_type(item.type)
+            if value is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
+                parser.error(f"--config {config_file}: {item.name} should be {kind.__name__}, got {value!r}")
+        values.update(loaded)
+    values.update(args)
+    config = TrainConfig(**values)
+    try:
+        config.validate()
+    except ValueError as error:
+        parser.error(str(error))
+    return config

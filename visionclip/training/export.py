@@ -1,0 +1,80 @@
+"""The Hub-ready folder a training run ends with: weights, code, processor, prompts, examples and a model card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+from PIL import Image
+
+from image_processing_visionclip import load_fundus_image
+
+from ..model_card import evaluation_table, render_model_card, synthetic_eval_results
+from ..streaming import open_parquet_stream
+from .config import TrainConfig
+
+EXAMPLES = {"glaucoma": "is_gc", "diabetic_retinopathy": "dr_grade", "normal": None}
+
+
+def pick_examples(files: list[str], limit: int = 2000) -> dict[str, Image.Image]:
+    """One held-out synthetic image per example name: with glaucoma, with DR grade >= 2, and without findings."""
+    found: dict[str, Image.Image] = {}
+    for row in open_parquet_stream(files).take(limit):
+        grade, abnormal, readable = row["dr_grade"], row["is_abnormal"], row["is_retinal_region_readable"]
+        wanted = (
+            "glaucoma"
+            if row["is_gc"] and not grade
+            else "diabetic_retinopathy"
+            if grade >= 2 and not row["is_gc"]
+            else "normal"
+            if not abnormal and readable
+            else None
+        )
+        if wanted and wanted not in found:
+            found[wanted] = load_fundus_image(row["image"])
+        if len(found) == len(EXAMPLES):
+            break
+    return found
+
+
+def export_model(trainer, results: dict[str, Any], summary: str) -> Path:
+    """Write `<output_dir>/model` atomically (build in `model.tmp`, then swap)."""
+    config: TrainConfig = trainer.config
+    output = Path(config.output_dir)
+    final, temporary = output / "model", output / "model.tmp"
+    if temporary.exists():
+        shutil.rmtree(temporary)
+    model, processor = trainer.unwrapped, trainer.processor
+    model.save_pretrained(temporary)
+    processor.save_pretrained(temporary)
+    (temporary / "training_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    (temporary / "eval_results.json").write_text(json.dumps({"held_out_synthetic": results}, indent=2))
+    examples = pick_examples(trainer.held_out_files())
+    (temporary / "examples").mkdir()
+    for name, image in examples.items():
+        image.save(temporary / "examples" / f"{name}.png")
+    example = f"examples/{next(iter(examples))}.png" if examples else "fundus.jpg"
+    card = render_model_card(
+        model_name=f"VisionCLIP ({config.preset})",
+        model_path=str(final.resolve()),
+        example_image=example,
+        model_config=model.config,
+        image_size=processor.image_processor.size["height"],
+        training_config=config.to_dict(),
+        training_summary=summary,
+        evaluation="Zero-shot AUROC per finding on the held-out synthetic split (prompt ensembles from the "
+        "knowledge base, finding vs its denial):\n\n" + evaluation_table(results),
+        eval_results=synthetic_eval_results(
+            f"VisionCLIP ({config.preset})", results, "VisionCLIP synthetic held-out split"
+        ),
+        dataset=config.dataset,
+        base_models=[t for t in (config.vision_tower, config.text_tower) if t and not Path(t).exists()],
+    )
+    card.save(temporary / "README.md")
+    if final.exists():
+        shutil.rmtree(final)
+    temporary.rename(final)
+    return final

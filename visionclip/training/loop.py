@@ -1,0 +1,282 @@
+"""The training loop: one function per phase (setup, step, evaluation, checkpoint), as in open_clip's trainer."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from contextlib import nullcontext
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from ..losses import build_loss
+from ..streaming import build_stream, make_dataloader
+from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from .config import TrainConfig
+from .data import dataset_source, split_files
+from .evaluation import HeldOutEvaluator, mean_auroc
+from .optim import build_optimizer, warmup_cosine
+from .towers import build_model, lock_tower
+
+logger = logging.getLogger(__name__)
+TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+class Trainer:
+    """Trains a VisionCLIP model with Accelerate from a `TrainConfig`."""
+
+    def __init__(self, config: TrainConfig, accelerator: Accelerator):
+        self.config, self.accelerator = config, accelerator
+        self.step, self.epoch, self.nonfinite_in_a_row, self.nonfinite_total = 0, 0, 0, 0
+        self.history: list[dict[str, Any]] = []
+        set_seed(config.seed, device_specific=True)
+        self.model, self.processor = build_model(config.preset, config.vision_tower, config.text_tower)
+        self.frozen_norms = self._lock_towers()
+        if config.gradient_checkpointing:
+            self.model.gradient_checkpointing_enable()
+        # The loss is not prepared: its only parameter (SigLIP's bias) gets the same gradient on every process.
+        self.loss_fn = build_loss(config.loss).to(accelerator.device)
+        accelerator.register_for_checkpointing(self.loss_fn)
+        optimizer = build_optimizer(
+            [self.model, self.loss_fn],
+            config.lr,
+            config.weight_decay,
+            (config.adam_beta1, config.adam_beta2),
+            config.adam_eps,
+        )
+        scheduler = warmup_cosine(optimizer, config.warmup_steps, config.max_steps, config.min_lr / config.lr)
+        model = torch.compile(self.model) if config.torch_compile else self.model
+        self.wrapped, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        self.source = dataset_source(
+            config, accelerator.is_main_process, accelerator.wait_for_everyone, workers=max(1, config.num_workers)
+        )
+        self.stream = self._build_stream()
+        self.evaluator = None
+
+    # ------------------------------------------------------------------------------------------------ setup
+    def _lock_towers(self) -> list[torch.nn.Module]:
+        frozen = []
+        if self.config.lock_image:
+            frozen += lock_tower(self.model.vision_model, self.config.lock_image_unlocked_layers)
+        if self.config.lock_text:
+            frozen += lock_tower(self.model.text_model, self.config.lock_text_unlocked_layers)
+        return frozen
+
+    def _build_stream(self):
+        from ..augment import FundusAugment
+
+        config = self.config
+        return build_stream(
+            self.source,
+            self.processor.image_processor,
+            self.processor.tokenizer,
+            config.micro_batch_size(self.accelerator.num_processes),
+            split=config.train_split,
+            filters=config.filters,
+            balance_by=config.balance_by,
+            rank=self.accelerator.process_index,
+            world_size=self.accelerator.num_processes,
+            seed=config.seed,
+            shuffle_buffer=config.shuffle_buffer,
+            augment=FundusAugment() if config.augment else None,
+        )
+
+    def train_mode(self) -> None:
+        """Training mode, except batch norms of locked towers, whose running statistics stay fixed."""
+        self.wrapped.train()
+        for module in self.frozen_norms:
+            module.eval()
+
+    def held_out_files(self) -> list[str]:
+        return split_files(self.source, self.config.eval_split)
+
+    def held_out(self) -> HeldOutEvaluator:
+        if self.evaluator is None:
+            self.evaluator = HeldOutEvaluator(
+                self.held_out_files(),
+                self.processor.image_processor,
+                self.processor.tokenizer,
+                self.config.eval_samples,
+            )
+        return self.evaluator
+
+    def resume(self) -> None:
+        path = resolve_resume(self.config.output_dir, self.config.resume)
+        if path is None:
+            if self.config.resume:
+                self.accelerator.print(f"--resume {self.config.resume}: no checkpoint yet, starting from step 0")
+            return
+        state, stream_state = load_checkpoint(self.accelerator, path)
+        self.step, self.epoch = state["step"], state["epoch"]
+        self.nonfinite_total, self.history = state["nonfinite_total"], state["history"]
+        if stream_state is not None:
+            self.stream.load_state_dict(stream_state)
+        self.accelerator.print(f"resumed from {path} at step {self.step} (lr {self.scheduler.get_last_lr()[0]:.3g})")
+
+    # ------------------------------------------------------------------------------------------------- loop
+    def micro_batches(self):
+        """Endless micro-batches; a new epoch (new order and captions) each time this process's stream ends."""
+        while True:
+            self.stream.set_epoch(self.epoch)
+            yield from make_dataloader(self.stream, self.config.num_workers)
+            self.epoch += 1
+
+    def train(self) -> dict[str, Any]:
+        config, accelerator = self.config, self.accelerator
+        batches = self.micro_batches()
+        progress = tqdm(
+            total=config.max_steps,
+            initial=self.step,
+            disable=not accelerator.is_main_process,
+            desc="training",
+            unit="step",
+            dynamic_ncols=True,
+        )
+        start, images_since = time.perf_counter(), 0
+        self.train_mode()
+        while self.step < config.max_steps:
+            micro = [next(batches) for _ in range(config.accum_steps)]
+            loss = self.train_step(micro)
+            self.step += 1
+            images_since += config.batch_size
+            for batch in micro:
+                self.stream.record_batch(batch)
+            rate = images_since / max(time.perf_counter() - start, 1e-9)
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}", img_s=f"{rate:.1f}")
+            if self.step % config.log_every == 0 or self.step == config.max_steps:
+                self.log(
+                    {
+                        "train/loss": loss,
+                        "train/lr": self.scheduler.get_last_lr()[0],
+                        "train/images_per_s": rate,
+                        "train/logit_scale": self.unwrapped.logit_scale_value().item(),
+                        "train/epoch": self.epoch,
+                    }
+                )
+                start, images_since = time.perf_counter(), 0
+            if config.eval_every and self.step % config.eval_every == 0 and self.step < config.max_steps:
+                self.evaluate()
+                self.train_mode()
+            if self.step % config.save_every == 0 or self.step == config.max_steps:
+                self.save()
+        progress.close()
+        return self.evaluate()
+
+    @property
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.wrapped)
+
+    def _embed(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        device = self.accelerator.device
+        inputs = {k: batch[k].to(device) for k in (*TEXT_KEYS, "pixel_values") if k in batch}
+        with self.accelerator.autocast():
+            output = self.wrapped(**inputs)
+        return output.image_embeds.float(), output.text_embeds.float()
+
+    def train_step(self, micro: list[dict[str, Any]]) -> float:
+        """One optimizer step over `accum_steps` micro-batches; non-finite losses skip the step."""
+        loss = self.accumulate_gradients(micro)
+        if not math.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._count_nonfinite(loss)
+        self.nonfinite_in_a_row = 0
+        if self.config.grad_clip:
+            self.accelerator.clip_grad_norm_(self.wrapped.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            self.unwrapped.logit_scale.clamp_(max=math.log(self.unwrapped.config.logit_scale_max))
+        return loss
+
+    def accumulate_gradients(self, micro: list[dict[str, Any]]) -> float:
+        """Gradients of one contrastive loss over all micro-batches (open_clip's accum-freq): the embeddings of the
+        other micro-batches are cached without gradients, so the contrastive batch is the effective batch."""
+        accelerator = self.accelerator
+        labels = torch.cat([b["labels"] for b in micro]).to(accelerator.device)
+        cached = None
+        if len(micro) > 1:
+            with torch.no_grad():
+                cached = [self._embed(b) for b in micro]
+        loss_value = math.nan
+        for index, batch in enumerate(micro):
+            last = index == len(micro) - 1
+            with accelerator.no_sync(self.wrapped) if not last else nullcontext():
+                images, texts = self._embed(batch)
+                if cached is not None:
+                    images = torch.cat([images if i == index else c[0] for i, c in enumerate(cached)])
+                    texts = torch.cat([texts if i == index else c[1] for i, c in enumerate(cached)])
+                # each pass computes the whole loss: only the last may pass gradient to the shared scalars
+                scale = self.unwrapped.logit_scale_value()
+                if not last:
+                    scale = scale.detach()
+                else:
+                    self.loss_fn.zero_grad(set_to_none=True)
+                loss = self.loss_fn(images, texts, scale, labels)
+                finite = bool(torch.isfinite(loss.detach()))
+                # a non-finite loss still runs backward (zeroed) so every process takes part in DDP's reduction
+                accelerator.backward(loss if finite else loss.nan_to_num(0.0, 0.0, 0.0) * 0.0)
+            loss_value = loss.item()
+        return loss_value
+
+    def _count_nonfinite(self, value: float) -> float:
+        self.nonfinite_in_a_row += 1
+        self.nonfinite_total += 1
+        self.accelerator.print(
+            f"step {self.step}: non-finite loss {value}, step skipped ({self.nonfinite_in_a_row} in a row)"
+        )
+        if self.nonfinite_in_a_row >= self.config.max_nonfinite:
+            raise NonFiniteLossError(
+                f"{self.nonfinite_in_a_row} non-finite losses in a row (at step {self.step}): lower --lr, use "
+                "--mixed-precision no, or check the data; the last checkpoint is intact"
+            )
+        return value
+
+    # ---------------------------------------------------------------------------------- evaluation, logging
+    def evaluate(self) -> dict[str, Any]:
+        results = {}
+        if self.accelerator.is_main_process:
+            results = self.held_out().evaluate(self.unwrapped)
+            summary = mean_auroc(results)
+            self.log(
+                {f"eval/auroc_{name}": r["auroc"] for name, r in results.items() if r["auroc"] is not None}
+                | ({"eval/mean_auroc": summary} if summary is not None else {})
+            )
+            self.history.append({"step": self.step, "mean_auroc": summary})
+            tqdm.write(
+                f"step {self.step}: held-out zero-shot mean AUROC {summary:.3f}"
+                if summary is not None
+                else f"step {self.step}: no finding common enough to measure"
+            )
+        self.accelerator.wait_for_everyone()
+        return results
+
+    def log(self, values: dict[str, float]) -> None:
+        if self.config.report_to != "none":
+            self.accelerator.log(values, step=self.step)
+
+    def save(self) -> None:
+        state = {
+            "step": self.step,
+            "epoch": self.epoch,
+            "nonfinite_total": self.nonfinite_total,
+            "history": self.history,
+            "config": self.config.to_dict(),
+        }
+        save_checkpoint(
+            self.accelerator,
+            self.config.output_dir,
+            self.step,
+            state,
+            self.stream.state_dict(),
+            self.config.keep_checkpoints,
+        )

@@ -1,0 +1,46 @@
+"""AdamW with decoupled weight decay on weights only, and a linear warm-up + cosine learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def parameter_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
+    """Weights of linear and convolution layers decay; norms, biases, embeddings and scalars (logit scale,
+    loss bias) do not, as in CLIP and open_clip."""
+    decay, no_decay = [], []
+    seen = set()
+    for module in modules:
+        for name, parameter in module.named_parameters():
+            if not parameter.requires_grad or id(parameter) in seen:
+                continue
+            seen.add(id(parameter))
+            exempt = parameter.ndim < 2 or "embeddings" in name or "norm" in name.lower() or "logit" in name
+            (no_decay if exempt else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def build_optimizer(
+    modules: list[nn.Module], lr: float, weight_decay: float, betas: tuple[float, float], eps: float
+) -> torch.optim.AdamW:
+    groups = [group for group in parameter_groups(modules, weight_decay) if group["params"]]
+    if not groups:
+        raise ValueError("Nothing to train: every parameter is frozen")
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+
+
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 to the peak over `warmup_steps`, then cosine decay to `min_ratio` x peak."""
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
