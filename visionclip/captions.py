@@ -174,3 +174,27 @@ class Captioner:
     def _rng(self, record: Mapping[str, Any], epoch: int, *salt: str) -> random.Random:
         key = record.get("file_md5") or record.get("file_name") or repr(sorted(record.items(), key=str))
         return random.Random(stable_seed(key, epoch, self.seed, *salt))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print captions for the first records of a dataset folder, parquet glob or Hub id."""
+    import argparse
+
+    from .streaming import open_parquet_stream, resolve_data_files
+
+    parser = argparse.ArgumentParser(description="Show training captions for dataset records.")
+    parser.add_argument("data", help="dataset folder, parquet glob or Hub dataset id")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--count", type=int, default=20)
+    parser.add_argument("--epoch", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    captioner = Captioner(seed=args.seed)
+    files = resolve_data_files(args.data, args.split)
+    for row in open_parquet_stream(files, args.split).remove_columns("image").take(args.count):
+        print(f"{row['file_name']}: {captioner(row, args.epoch)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -38,7 +38,7 @@ class Column:
             if self.choices is not None and value not in self.choices:
                 return f"{self.name}: {value!r} is not one of {list(self.choices)}"
             return None
-        integer = _as_int(value)
+        integer = as_int(value)
         if integer is None:
             return f"{self.name}: expected an integer, got {value!r}"
         if (self.minimum is not None and integer < self.minimum) or (
@@ -48,7 +48,7 @@ class Column:
         return None
 
 
-def _as_int(value: Any) -> int | None:
+def as_int(value: Any) -> int | None:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):

@@ -12,7 +12,7 @@ from PIL import Image
 
 from image_processing_visionclip import load_fundus_image
 
-from ..model_card import evaluation_table, render_model_card, synthetic_eval_results
+from ..cards import evaluation_table, render_model_card, synthetic_eval_results
 from ..streaming import open_parquet_stream
 from .config import TrainConfig
 
