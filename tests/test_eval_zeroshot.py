@@ -1,0 +1,131 @@
+"""eval_zeroshot.py end to end on the real photographs, with a saved tiny model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from huggingface_hub import EvalResult, ModelCard
+from PIL import Image
+
+import eval_zeroshot
+from visionclip.cards import render_model_card
+from visionclip.paths import real_data_dir
+
+
+@pytest.fixture(scope="module")
+def report(tiny_folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval")
+    assert (
+        eval_zeroshot.main(
+            [
+                "--model",
+                str(tiny_folder),
+                "--model-name",
+                "tiny",
+                "--output-dir",
+                str(out),
+                "--bootstrap",
+                "50",
+                "--num-workers",
+                "0",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def test_both_real_sets_all_modes_with_baseline(report):
+    entries = json.loads((report / "results.json").read_text())
+    combos = {(e["model"], e["dataset"], e["mode"]) for e in entries}
+    for model in ("tiny", "random init (same architecture)"):
+        for dataset in ("hrf", "csdi"):
+            for mode in ("zero-shot", "few-shot", "cross-validated"):
+                assert (model, dataset, mode) in combos
+    hrf_zero = next(e for e in entries if e["model"] == "tiny" and e["dataset"] == "hrf" and e["mode"] == "zero-shot")
+    assert hrf_zero["metrics"]["num_samples"] == 30  # the test split
+    assert len(hrf_zero["metrics"]["accuracy_ci"]) == 2
+    csdi_cv = next(e for e in entries if e["dataset"] == "csdi" and e["mode"] == "cross-validated")
+    assert csdi_cv["metrics"]["num_samples"] == 81 and "quadratic_kappa" in csdi_cv["metrics"]
+    table = (report / "results.md").read_text()
+    assert "| tiny | hrf | zero-shot | 30 |" in table and "Per class" in table
+    for name in ("hrf_zero-shot_confusion.png", "csdi_cross-validated_roc.png"):
+        with Image.open(report / "figures" / name) as image:
+            assert image.size[0] > 300
+
+
+def test_model_index_renders_into_a_card_that_loads_back(report, tiny_folder, tmp_path):
+    from configuration_visionclip import VisionCLIPConfig
+
+    results = [EvalResult(**entry) for entry in json.loads((report / "model_index.json").read_text())]
+    assert results and all(r.dataset_name in ("hrf", "csdi") for r in results)
+    card = render_model_card(
+        model_name="VisionCLIP (tiny)",
+        model_path=str(tiny_folder),
+        example_image="examples/normal.png",
+        model_config=VisionCLIPConfig.from_pretrained(tiny_folder),
+        image_size=64,
+        training_config={"loss": "clip"},
+        training_summary="-",
+        evaluation=(report / "results.md").read_text(),
+        eval_results=results,
+        dataset=None,
+    )
+    card.save(tmp_path / "README.md")
+    loaded = ModelCard.load(tmp_path / "README.md")
+    assert loaded.data.pipeline_tag == "zero-shot-image-classification"
+    assert len(loaded.data.eval_results) == len(results)
+    assert {r.metric_type for r in loaded.data.eval_results} >= {"accuracy", "roc_auc"}
+
+
+def test_unreadable_images_are_counted_and_named(tiny_folder, tmp_path, capsys):
+    source = real_data_dir() / "hrf"
+    copy = tmp_path / "hrf"
+    shutil.copytree(source, copy)
+    (copy / "images" / "01_g.jpg").write_bytes(b"not a jpeg")
+    out = tmp_path / "out"
+    assert (
+        eval_zeroshot.main(
+            [
+                "--model",
+                str(tiny_folder),
+                "--dataset",
+                f"hrf:{copy / 'labels.csv'}",
+                "--output-dir",
+                str(out),
+                "--bootstrap",
+                "0",
+                "--no-random-baseline",
+                "--num-workers",
+                "0",
+                "--modes",
+                "zero-shot",
+            ]
+        )
+        == 0
+    )
+    assert "1 unreadable images" in capsys.readouterr().err
+    entry = json.loads((out / "results.json").read_text())[0]
+    assert entry["metrics"]["num_samples"] == 29
+    assert (
+        entry["unreadable"][0]["image"].endswith("01_g.jpg")
+        and "not a readable image" in entry["unreadable"][0]["error"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dataset", "hrf"], "expected TASK:SOURCE"),
+        (["--dataset", "nope:/x.csv"], "Unknown task 'nope'"),
+        (["--model", "/no/such/model"], "no such folder"),
+        (["--shots", "0"], "--shots must be at least 1"),
+    ],
+)
+def test_bad_arguments_exit_with_a_message(args, message, capsys, tiny_folder):
+    argv = ["--model", str(tiny_folder), *args] if "--model" not in args else args
+    with pytest.raises(SystemExit):
+        eval_zeroshot.main(argv)
+    assert message in capsys.readouterr().err

@@ -1,0 +1,171 @@
+"""Evaluation datasets: an image folder (a class per subfolder), a CSV (`file,label[,split,fold]`, paths relative
+to the CSV), a `datasets` dataset (Hub id or local folder), or held-out images from the synthetic generator."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .tasks import EvalTask
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
+
+
+@dataclass
+class EvalItem:
+    """One image to score: where it comes from, its class index, and its optional split and fold."""
+
+    id: str
+    image: Any  # a path, encoded bytes / `datasets` image dict, or a PIL image
+    label: int
+    split: str | None = None
+    fold: int | None = None
+
+
+@dataclass
+class EvalDataset:
+    name: str
+    source: str
+    task: EvalTask
+    items: list[EvalItem]
+
+    def __post_init__(self) -> None:
+        if not self.items:
+            raise ValueError(f"Dataset {self.name!r} ({self.source}) holds no images")
+
+    def subset(self, split: str | None) -> list[EvalItem]:
+        """Items of `split`; every item when the dataset has no split column or `split` is None."""
+        if split is None or all(item.split is None for item in self.items):
+            return list(self.items)
+        return [item for item in self.items if item.split == split]
+
+    @property
+    def has_folds(self) -> bool:
+        return all(item.fold is not None for item in self.items)
+
+
+def from_folder(root: Path, task: EvalTask, name: str) -> EvalDataset:
+    """`root/<label>/**/<image>`: one subfolder per class label of the task."""
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    unknown = [f.name for f in folders if f.name not in task.labels]
+    if unknown:
+        raise ValueError(f"{root}: subfolders {unknown} are not classes of task {task.name!r} {list(task.labels)}")
+    items = [
+        EvalItem(str(path.relative_to(root)), path, task.index(folder.name))
+        for folder in folders
+        for path in sorted(folder.rglob("*"))
+        if path.suffix.lower() in IMAGE_SUFFIXES
+    ]
+    return EvalDataset(name, str(root), task, items)
+
+
+def from_csv(path: Path, task: EvalTask, name: str, columns: Mapping[str, str]) -> EvalDataset:
+    """Rows of `file,label[,split,fold]` (column names configurable); image paths are relative to the CSV."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        for role in ("file", "label"):
+            if columns[role] not in header:
+                raise ValueError(f"{path}: no {role} column {columns[role]!r} (columns: {header})")
+        rows = list(reader)
+    items = []
+    for number, row in enumerate(rows, start=2):
+        file = (row[columns["file"]] or "").strip()
+        if not file:
+            raise ValueError(f"{path}, row {number}: empty {columns['file']!r}")
+        split = (row.get(columns["split"]) or "").strip() or None
+        fold = (row.get(columns["fold"]) or "").strip()
+        items.append(
+            EvalItem(
+                file,
+                path.parent / file,
+                task.index(row[columns["label"]], f"{path}, row {number}: "),
+                split,
+                int(fold) if fold else None,
+            )
+        )
+    return EvalDataset(name, str(path), task, items)
+
+
+def from_datasets(source: str, task: EvalTask, name: str, columns: Mapping[str, str], split: str) -> EvalDataset:
+    """A `datasets` dataset from the Hub or a local folder; images stay encoded until they are scored."""
+    import datasets
+
+    dataset = datasets.load_dataset(source, split=split)
+    for role in ("image", "label"):
+        if columns[role] not in dataset.column_names:
+            raise ValueError(f"{source}: no {role} column {columns[role]!r} (columns: {dataset.column_names})")
+    if isinstance(dataset.features[columns["image"]], datasets.Image):
+        dataset = dataset.cast_column(columns["image"], datasets.Image(decode=False))
+    label_feature = dataset.features[columns["label"]]
+    names = getattr(label_feature, "names", None)
+    items = []
+    for index, row in enumerate(dataset):
+        label = row[columns["label"]]
+        label = names[label] if names is not None else label
+        fold = row.get(columns["fold"])
+        items.append(
+            EvalItem(
+                str(row.get("file_name") or index),
+                row[columns["image"]],
+                task.index(label, f"{source}[{index}]: "),
+                row.get(columns["split"]),
+                int(fold) if fold is not None else None,
+            )
+        )
+    return EvalDataset(name, source, task, items)
+
+
+def from_synthetic(
+    task: EvalTask,
+    name: str,
+    conditions: Mapping[str, Mapping[str, list[int]]],
+    count: int,
+    seed: int = 1,
+    image_size: int = 512,
+) -> EvalDataset:
+    """`count` generated held-out images whose labels match exactly one class condition of the task."""
+    from ..synthetic.labels import resolve_prevalence
+    from ..synthetic.writer import SampleMaker
+
+    maker = SampleMaker(image_size, seed, tuple(sorted(resolve_prevalence().items())))
+    items, index = [], 0
+    while len(items) < count and index < count * 50:
+        sample = maker.sample("evaluation", index)
+        matches = [
+            label
+            for label, condition in conditions.items()
+            if all(int(sample.record[column]) in values for column, values in condition.items())
+        ]
+        if len(matches) == 1:
+            items.append(EvalItem(sample.record["file_name"], sample.png, task.index(matches[0])))
+        index += 1
+    return EvalDataset(name, f"synthetic generator (seed {seed}, {image_size} px)", task, items)
+
+
+def load_eval_dataset(
+    source: str,
+    task: EvalTask,
+    name: str,
+    columns: Mapping[str, str],
+    hf_split: str = "test",
+    synthetic_count: int = 300,
+) -> EvalDataset:
+    """Dispatch on the source: `synthetic`, a CSV file, a class-per-folder directory, or a `datasets` source."""
+    if source == "synthetic":
+        if not task.synthetic_conditions:
+            raise ValueError(f"Task {task.name!r} defines no 'synthetic' label conditions")
+        return from_synthetic(task, name, task.synthetic_conditions, synthetic_count)
+    path = Path(source)
+    if path.suffix.lower() == ".csv":
+        if not path.is_file():
+            raise FileNotFoundError(f"CSV file not found: {path}")
+        return from_csv(path, task, name, columns)
+    if path.is_dir() and not (path / "data").is_dir() and not any(path.glob("*.parquet")):
+        return from_folder(path, task, name)
+    if path.exists() or source.count("/") == 1:
+        return from_datasets(source, task, name, columns, hf_split)
+    raise FileNotFoundError(f"Dataset source {source!r} is not a CSV file, folder or Hub dataset id")
