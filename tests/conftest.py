@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -10,16 +11,11 @@ import pytest
 
 from visionclip.paths import real_data_dir
 
+# Set before any Hugging Face library is imported (they read these once): no Hub access, and a private HF_HOME so
+# remote-code and evaluate module caches never leak between runs.
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="visionclip-test-hf-")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-@pytest.fixture(scope="session", autouse=True)
-def isolated_hf_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private HF_HOME so remote-code module caches never leak between runs."""
-    home = tmp_path_factory.mktemp("hf_home")
-    os.environ["HF_HOME"] = str(home)
-    return home
 
 
 def _real_photos(dataset: str) -> list[Path]:

@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from huggingface_hub import EvalResult, ModelCard
+from huggingface_hub import ModelCard
 from PIL import Image
 
 import eval_zeroshot
@@ -57,27 +57,18 @@ def test_both_real_sets_all_modes_with_baseline(report):
 
 
 def test_model_index_renders_into_a_card_that_loads_back(report, tiny_folder, tmp_path):
-    from configuration_visionclip import VisionCLIPConfig
-
-    results = [EvalResult(**entry) for entry in json.loads((report / "model_index.json").read_text())]
-    assert results and all(r.dataset_name in ("hrf", "csdi") for r in results)
-    card = render_model_card(
-        model_name="VisionCLIP (tiny)",
-        model_path=str(tiny_folder),
-        example_image="examples/normal.png",
-        model_config=VisionCLIPConfig.from_pretrained(tiny_folder),
-        image_size=64,
-        training_config={"loss": "clip"},
-        training_summary="-",
-        evaluation=(report / "results.md").read_text(),
-        eval_results=results,
-        dataset=None,
-    )
-    card.save(tmp_path / "README.md")
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    entries = [e for e in json.loads((report / "results.json").read_text()) if e["model"] == "tiny"]
+    (folder / "eval_results.json").write_text(json.dumps({"real_datasets": entries}))
+    render_model_card(folder, model_path=str(folder), repo_id="me/visionclip-tiny").save(tmp_path / "README.md")
     loaded = ModelCard.load(tmp_path / "README.md")
     assert loaded.data.pipeline_tag == "zero-shot-image-classification"
-    assert len(loaded.data.eval_results) == len(results)
-    assert {r.metric_type for r in loaded.data.eval_results} >= {"accuracy", "roc_auc"}
+    expected = json.loads((report / "model_index.json").read_text())
+    assert len(loaded.data.eval_results) == len(expected)
+    assert {r.dataset_name for r in loaded.data.eval_results} == {"hrf", "csdi"}
+    assert {r.metric_type for r in loaded.data.eval_results} >= {"accuracy", "roc_auc", "cohen_kappa"}
+    assert "| tiny | hrf | zero-shot |" in loaded.text
 
 
 def test_unreadable_images_are_counted_and_named(tiny_folder, tmp_path, capsys):

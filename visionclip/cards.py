@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,31 +61,67 @@ def evaluation_table(results: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def render_model_card(
-    *,
-    model_name: str,
-    model_path: str,
-    example_image: str,
-    model_config: Any,
-    image_size: int,
-    training_config: Mapping[str, Any],
-    training_summary: str,
-    evaluation: str,
-    eval_results: list[EvalResult],
-    dataset: str | None,
-    base_models: list[str] | None = None,
-    widget: list[dict[str, Any]] | None = None,
-) -> ModelCard:
-    """The model card as a `ModelCard` (metadata + body)."""
+RESULTS_FILE = "eval_results.json"  # {"training_summary", "held_out_synthetic", "real_datasets"} in a model folder
+WIDGET_LABELS = "glaucoma, diabetic retinopathy, a normal fundus"
+
+
+def _read(path: Path, loader) -> Any:
+    return loader(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def render_model_card(folder: str | Path, model_path: str, repo_id: str | None = None) -> ModelCard:
+    """The card of a saved model folder, from what the folder holds: config, processor settings, the training
+    configuration, evaluation results (held-out synthetic and, once `eval_zeroshot.py` ran, real datasets) and the
+    example images. With `repo_id`, the widget shows the examples from the Hub repository."""
+    from .zeroshot.report import markdown_table, model_index
+
+    folder = Path(folder)
+    config = _read(folder / "config.json", json.loads)
+    processor = _read(folder / "processor_config.json", json.loads) or {}
+    training = _read(folder / "training_config.yaml", yaml.safe_load) or {}
+    results = _read(folder / RESULTS_FILE, json.loads) or {}
+    if config is None:
+        raise FileNotFoundError(f"{folder}: no config.json; not a saved model folder")
+    examples = sorted((folder / "examples").glob("*.png"))
+    model_name = f"VisionCLIP ({training.get('preset', 'custom')})"
+    synthetic = results.get("held_out_synthetic") or {}
+    real = results.get("real_datasets") or []
+    eval_results = synthetic_eval_results(model_name, synthetic, "VisionCLIP synthetic held-out split")
+    eval_results += [EvalResult(**entry) for entry in model_index(real, real[0]["model"])] if real else []
+    evaluation = []
+    if real:
+        evaluation.append(
+            "Real external photographs (`eval_zeroshot.py`; 95% bootstrap confidence intervals in "
+            "brackets; the random-init row is the same architecture untrained):\n\n" + markdown_table(real)
+        )
+    if synthetic:
+        evaluation.append(
+            "Zero-shot AUROC per finding on the held-out synthetic split (prompt ensembles from the "
+            "knowledge base, finding vs its denial):\n\n" + evaluation_table(synthetic)
+        )
+    widget = (
+        [
+            {
+                "src": f"https://huggingface.co/{repo_id}/resolve/main/examples/{path.name}",
+                "candidate_labels": WIDGET_LABELS,
+                "example_title": f"Synthetic example ({path.stem.replace('_', ' ')})",
+            }
+            for path in examples
+        ]
+        if repo_id
+        else None
+    )
+    dataset = training.get("dataset")
     license_id, license_reason = training_license(dataset)
+    towers = [training.get("vision_tower"), training.get("text_tower")]
     card_data = ModelCardData(
         license=license_id,
         library_name="transformers",
         pipeline_tag="zero-shot-image-classification",
         tags=TAGS,
-        datasets=[dataset] if dataset and "/" in dataset and not Path(dataset).exists() else None,
+        datasets=[dataset] if dataset and dataset.count("/") == 1 and not Path(dataset).exists() else None,
         metrics=["roc_auc", "accuracy", "f1", "cohen_kappa"],
-        base_model=base_models or None,
+        base_model=[t for t in towers if t and not Path(t).exists()] or None,
         widget=widget,
         model_name=model_name,
         eval_results=eval_results or None,
@@ -100,16 +137,16 @@ def render_model_card(
         template_path=str(TEMPLATE),
         model_name=model_name,
         model_path=model_path,
-        example_image=example_image,
-        vision_tower=model_config.vision_config.model_type,
-        text_tower=model_config.text_config.model_type,
-        projection_dim=model_config.projection_dim,
-        image_size=image_size,
-        loss=training_config.get("loss", "label_aware"),
+        example_image=f"examples/{examples[0].name}" if examples else "examples/fundus.png",
+        vision_tower=config["vision_config"]["model_type"],
+        text_tower=config["text_config"]["model_type"],
+        projection_dim=config["projection_dim"],
+        image_size=processor.get("image_processor", {}).get("size", {}).get("height", "?"),
+        loss=training.get("loss", "label_aware"),
         training_data=f"{data_text}\n\nLicence: {license_reason}",
-        training_config=yaml.safe_dump(dict(training_config), sort_keys=False).strip(),
-        training_summary=training_summary,
-        evaluation=evaluation,
+        training_config=yaml.safe_dump(training, sort_keys=False).strip() or "(not recorded)",
+        training_summary=results.get("training_summary", ""),
+        evaluation="\n\n".join(evaluation) or "Not evaluated yet: run `eval_zeroshot.py`.",
     )
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from image_processing_visionclip import load_fundus_image
 
-from ..cards import evaluation_table, render_model_card, synthetic_eval_results
+from ..cards import RESULTS_FILE, render_model_card
 from ..streaming import open_parquet_stream
 from .config import TrainConfig
 
@@ -51,28 +51,13 @@ def export_model(trainer, results: dict[str, Any], summary: str) -> Path:
     model.save_pretrained(temporary)
     processor.save_pretrained(temporary)
     (temporary / "training_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    (temporary / "eval_results.json").write_text(json.dumps({"held_out_synthetic": results}, indent=2))
-    examples = pick_examples(trainer.held_out_files())
-    (temporary / "examples").mkdir()
-    for name, image in examples.items():
-        image.save(temporary / "examples" / f"{name}.png")
-    example = f"examples/{next(iter(examples))}.png" if examples else "fundus.jpg"
-    card = render_model_card(
-        model_name=f"VisionCLIP ({config.preset})",
-        model_path=str(final.resolve()),
-        example_image=example,
-        model_config=model.config,
-        image_size=processor.image_processor.size["height"],
-        training_config=config.to_dict(),
-        training_summary=summary,
-        evaluation="Zero-shot AUROC per finding on the held-out synthetic split (prompt ensembles from the "
-        "knowledge base, finding vs its denial):\n\n" + evaluation_table(results),
-        eval_results=synthetic_eval_results(
-            f"VisionCLIP ({config.preset})", results, "VisionCLIP synthetic held-out split"
-        ),
-        dataset=config.dataset,
-        base_models=[t for t in (config.vision_tower, config.text_tower) if t and not Path(t).exists()],
+    (temporary / RESULTS_FILE).write_text(
+        json.dumps({"training_summary": summary, "held_out_synthetic": results}, indent=2)
     )
+    (temporary / "examples").mkdir()
+    for name, image in pick_examples(trainer.held_out_files()).items():
+        image.save(temporary / "examples" / f"{name}.png")
+    card = render_model_card(temporary, model_path=str(final.resolve()))
     card.save(temporary / "README.md")
     if final.exists():
         shutil.rmtree(final)
