@@ -1,0 +1,51 @@
+import csv
+import hashlib
+
+import pytest
+
+from visionclip.schema import COLUMN_NAMES, validate_record
+from visionclip.synthetic import FundusGenerator
+from visionclip.synthetic.writer import (
+    SampleMaker,
+    contact_sheet,
+    parse_splits,
+    split_seed,
+    summarise,
+    write_release,
+)
+
+
+def test_parse_splits():
+    assert parse_splits("train=20000,validation=2000") == {"train": 20000, "validation": 2000}
+    for bad in ("train", "train=0", "train=-3", "train=x", "1x=3", "train=1,train=2", ""):
+        with pytest.raises(ValueError):
+            parse_splits(bad)
+
+
+def test_split_seeds():
+    assert split_seed(7, "train") == 7
+    assert split_seed(7, "validation") != split_seed(7, "test") != 7
+
+
+def test_release_layout(tmp_path):
+    maker = SampleMaker(96, 2, ())
+    csv_path = write_release(tmp_path, 5, maker)
+    assert csv_path == tmp_path / "metadata.csv"
+    with open(csv_path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 5 and tuple(rows[0]) == COLUMN_NAMES
+    for row in rows:
+        data = (tmp_path / "images" / row["file_name"]).read_bytes()
+        assert hashlib.md5(data).hexdigest() == row["file_md5"]
+        assert validate_record(row) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "metadata.csv"]
+
+
+def test_summary_and_contact_sheet():
+    generator = FundusGenerator(96, seed=1)
+    samples = [generator.sample(i) for i in range(5)]
+    assert summarise(samples[0].record).split()[0] in ("OD", "OS", "not")
+    sheet = contact_sheet(samples, columns=3, thumb=80)
+    assert sheet.size[0] == 240 and sheet.size[1] > 160
+    with pytest.raises(ValueError):
+        contact_sheet([])
