@@ -27,3 +27,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/bench_image_processor.py
+	$(BIN)/python bench/bench_generator.py
+	$(BIN)/python bench/bench_streaming.py
+	$(BIN)/python bench/bench_training.py
+	$(BIN)/python bench/bench_eval.py

@@ -52,3 +52,14 @@ def test_micro_batch_divides_the_global_batch():
     assert config.micro_batch_size(world_size=4) == 8
     with pytest.raises(ValueError, match="does not divide"):
         config.micro_batch_size(world_size=3)
+
+
+def test_shipped_training_configs_load():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[2] / "configs" / "train"
+    files = sorted(folder.glob("*.yaml"))
+    assert files
+    for file in files:
+        config = load_config(["--config", str(file)])
+        assert config.batch_size % 8 == 0, file.name

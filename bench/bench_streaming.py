@@ -1,0 +1,136 @@
+"""Data loader throughput and memory vs the `small` preset's training step rate, in the same run.
+
+Stream -> decode (512 px PNG) -> FOV crop/resize (224 px) -> augment -> caption -> tokenize -> batch of 64, with 0,
+1 and 2 DataLoader workers; then the images per second one fp32 training step of `small` consumes; then peak
+resident memory (main process + workers) while streaming 1k and 10k images.
+
+    python bench/bench_streaming.py [--data FOLDER] [--images 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from visionclip.augment import FundusAugment  # noqa: E402
+from visionclip.presets import build_model_and_processor  # noqa: E402
+from visionclip.streaming import build_stream, make_dataloader  # noqa: E402
+
+BATCH = 64
+
+
+def ensure_data(folder: Path, images: int) -> Path:
+    from visionclip.synthetic.labels import resolve_prevalence
+    from visionclip.synthetic.writer import SampleMaker, write_parquet_dataset
+
+    maker = SampleMaker(512, 123, tuple(sorted(resolve_prevalence().items())))
+    write_parquet_dataset(folder, {"train": images}, maker, rows_per_shard=250, workers=2)
+    return folder
+
+
+class PeakMemory:
+    """Samples the resident memory of this process and its children every 50 ms."""
+
+    def __init__(self):
+        self.peak, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            try:
+                total = me.memory_info().rss + sum(c.memory_info().rss for c in me.children(recursive=True))
+            except psutil.NoSuchProcess:
+                continue
+            self.peak = max(self.peak, total)
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def loader_rate(data: Path, processor, workers: int, images: int) -> float:
+    stream = build_stream(
+        str(data), processor.image_processor, processor.tokenizer, BATCH, shuffle_buffer=256, augment=FundusAugment()
+    )
+    seen, start = 0, None
+    for batch in make_dataloader(stream, workers):
+        if start is None:  # the first batch pays for process start-up and the shuffle buffer fill
+            start = time.perf_counter()
+            continue
+        seen += len(batch["captions"])
+        if seen >= images:
+            break
+    return seen / (time.perf_counter() - start)
+
+
+def training_rate(steps: int = 4) -> float:
+    model, processor = build_model_and_processor("small")
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    pixels = torch.randn(BATCH, 3, 224, 224)
+    tokens = processor.tokenizer(
+        [
+            "A colour fundus photograph of the left eye showing moderate diabetic "
+            "retinopathy with retinal haemorrhages and hard exudates."
+        ]
+        * BATCH,
+        padding=True,
+        return_tensors="pt",
+    )
+
+    def step() -> None:
+        loss = model(**tokens, pixel_values=pixels, return_loss=True).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * BATCH / (time.perf_counter() - start)
+
+
+def peak_memory(data: Path, processor, images: int) -> float:
+    with PeakMemory() as meter:
+        loader_rate(data, processor, workers=1, images=images)
+    return meter.peak / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, default=Path.home() / ".cache" / "visionclip" / "bench-512px-10k")
+    parser.add_argument("--images", type=int, default=1000, help="images timed per loader configuration")
+    args = parser.parse_args(argv)
+    data = ensure_data(args.data, 10_000)
+    _, processor = build_model_and_processor("small")
+    print(f"data: {data} (512 px PNG in parquet), batch {BATCH}, small preset preprocessing at 224 px")
+    rates = {workers: loader_rate(data, processor, workers, args.images) for workers in (0, 1, 2)}
+    train = training_rate()
+    print("| configuration | images/s | vs training step |")
+    print("|---|---|---|")
+    for workers, rate in rates.items():
+        print(f"| loader, {workers} worker(s) | {rate:.0f} | {rate / train:.1f}x |")
+    print(f"| training step, small preset, fp32, batch {BATCH} | {train:.0f} | 1.0x |")
+    small, large = peak_memory(data, processor, 1000), peak_memory(data, processor, 10000 - 2 * BATCH)
+    print(f"peak RSS (main + workers) streaming 1k images: {small:.0f} MiB; 10k images: {large:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Training throughput of VisionCLIP vs a plain loop around transformers' VisionTextDualEncoderModel.
+
+Both train the `small` preset's towers (same initial weights, same batch of 224 px images and generated captions,
+same AdamW step, symmetric InfoNCE) in this process, in fp32 and in bf16 autocast. Reports images/s, model FLOPs
+utilisation against a matmul peak measured in the same run, and memory per image (peak RSS slope between two batch
+sizes, each measured in a fresh process). Also prints the FLOPs per sample of `flair-reference` (for
+docs/gpu_hours.md).
+
+    python bench/bench_training.py [--batch-size 64] [--steps 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from visionclip.captions import Captioner  # noqa: E402
+from visionclip.presets import build_model_and_processor  # noqa: E402
+from visionclip.schema import COLUMN_NAMES, FINDING_COLUMNS  # noqa: E402
+
+
+class FlatPooledVision(nn.Module):
+    """VisionTextDualEncoderModel projects `pooler_output` with a Linear and reads `config.hidden_size`; a ResNet's
+    pooled output is `(B, C, 1, 1)` and its config has `hidden_sizes`. This shim only flattens and names them."""
+
+    def __init__(self, tower: nn.Module):
+        super().__init__()
+        self.tower = tower
+        self.config = tower.config
+        self.config.hidden_size = tower.config.hidden_sizes[-1]
+
+    def forward(self, pixel_values, output_attentions=None, output_hidden_states=None, return_dict=None):
+        output = self.tower(pixel_values=pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        output.pooler_output = output.pooler_output.flatten(1)
+        return output
+
+
+def build_pair():
+    from transformers import VisionTextDualEncoderModel
+
+    ours, processor = build_model_and_processor("small")
+    peer = VisionTextDualEncoderModel(vision_model=FlatPooledVision(copy.deepcopy(ours.vision_model)),
+                                      text_model=copy.deepcopy(ours.text_model))
+    peer.visual_projection = nn.Linear(ours.vision_embed_dim, ours.config.projection_dim, bias=False)
+    peer.text_projection = nn.Linear(ours.text_embed_dim, ours.config.projection_dim, bias=False)
+    return ours, peer, processor
+
+
+def make_batch(processor, batch_size: int) -> dict[str, torch.Tensor]:
+    rng = random.Random(0)
+    captioner = Captioner()
+    records = []
+    for index in range(batch_size):
+        record = {name: 0 for name in COLUMN_NAMES}
+        record.update(file_name=f"{index}.png", eyes_side=rng.choice(["left", "right"]), is_fundus=1,
+                      is_macular_readable=1, is_optic_disc_readable=1, is_retinal_region_readable=1,
+                      dr_grade=rng.choice([0, 0, 1, 2, 3]), **{rng.choice(FINDING_COLUMNS): 1})
+        records.append(record)
+    tokens = processor.tokenizer([captioner(r) for r in records], padding=True, truncation=True, return_tensors="pt")
+    return {**tokens, "pixel_values": torch.randn(batch_size, 3, 224, 224)}
+
+
+def training_step(model, optimizer, batch, bf16: bool) -> None:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        loss = model(**batch, return_loss=True).loss
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def images_per_second(model, batch, steps: int, bf16: bool) -> float:
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    training_step(model, optimizer, batch, bf16)
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        training_step(model, optimizer, batch, bf16)
+        times.append(time.perf_counter() - start)
+    return len(batch["pixel_values"]) / statistics.median(times)
+
+
+def step_flops(model, batch) -> int:
+    """FLOPs of one forward + backward (the optimizer step is negligible)."""
+    with FlopCounterMode(display=False) as counter:
+        model(**batch, return_loss=True).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - start)
+
+
+def peak_rss_mib(which: str, batch_size: int) -> float:
+    """Peak resident memory of a fresh process that runs two training steps."""
+    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench_training; "
+            f"bench_training.child({which!r}, {batch_size})")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    if done.returncode:
+        raise RuntimeError(done.stderr[-2000:])
+    return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
+
+
+def child(which: str, batch_size: int) -> None:
+    ours, peer, processor = build_pair()
+    model = ours if which == "ours" else peer
+    batch = make_batch(processor, batch_size)
+    images_per_second(model, batch, 1, bf16=False)
+    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def flair_reference_flops() -> tuple[int, int]:
+    """Forward FLOPs per image (512 px) and per caption (64 tokens) of the flair-reference preset."""
+    model, _ = build_model_and_processor("flair-reference")
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as image:
+        model.encode_image(torch.randn(1, 3, 512, 512))
+    with torch.no_grad(), FlopCounterMode(display=False) as text:
+        model.encode_text(torch.randint(5, 300, (1, 64)))
+    return image.get_total_flops(), text.get_total_flops()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=4)
+    args = parser.parse_args(argv)
+    torch.manual_seed(0)
+    ours, peer, processor = build_pair()
+    batch = make_batch(processor, args.batch_size)
+    flops = step_flops(ours, batch)
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    print(f"small preset, batch {args.batch_size}, 224 px, captions of {batch['input_ids'].shape[1]} tokens, "
+          f"{torch.get_num_threads()} threads; {flops / args.batch_size / 1e9:.2f} GFLOPs per image per step; "
+          f"matmul peak {peaks['fp32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bf16'] / 1e9:.0f} GFLOP/s bf16")
+    print("| precision | VisionCLIP img/s | VisionTextDualEncoderModel img/s | ratio | VisionCLIP MFU |")
+    print("|---|---|---|---|---|")
+    for precision in ("fp32", "bf16"):
+        bf16 = precision == "bf16"
+        ours_rate = images_per_second(ours, batch, args.steps, bf16)
+        peer_rate = images_per_second(peer, batch, args.steps, bf16)
+        mfu = ours_rate * flops / args.batch_size / peaks[precision]
+        print(f"| {precision} | {ours_rate:.1f} | {peer_rate:.1f} | {ours_rate / peer_rate:.2f}x | {mfu:.0%} |")
+    for which in ("ours", "peer"):
+        small, large = peak_rss_mib(which, 16), peak_rss_mib(which, 64)
+        print(f"memory per image ({which}, fp32 training): {(large - small) / 48:.1f} MiB "
+              f"(peak RSS {small:.0f} MiB at batch 16, {large:.0f} MiB at batch 64)")
+    image_flops, text_flops = flair_reference_flops()
+    print(f"flair-reference forward FLOPs: {image_flops / 1e9:.1f} G per 512 px image, "
+          f"{text_flops / 1e9:.1f} G per 64-token caption")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

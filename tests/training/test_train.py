@@ -1,0 +1,227 @@
+"""End-to-end training: gradient accumulation, SIGKILL + resume, two processes, and the exported folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from visionclip.training.config import TrainConfig
+from visionclip.training.data import ensure_embedded_dataset
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA = ["--synthetic-train", "192", "--synthetic-validation", "96", "--synthetic-image-size", "64"]
+COMMON = [
+    "--preset",
+    "tiny",
+    *DATA,
+    "--batch-size",
+    "16",
+    "--warmup-steps",
+    "2",
+    "--eval-samples",
+    "96",
+    "--report-to",
+    "none",
+    "--num-workers",
+    "0",
+    "--log-every",
+    "2",
+    "--shuffle-buffer",
+    "16",
+]
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    cache = tmp_path_factory.mktemp("visionclip_cache")
+    config = TrainConfig(synthetic_train=192, synthetic_validation=96, synthetic_image_size=64, cache_dir=str(cache))
+    ensure_embedded_dataset(config, workers=1)
+    return cache
+
+
+def environment() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "LOCAL_RANK", "RANK", "WORLD"))}
+    env.update(PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return env
+
+
+def run_train(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        cwd=REPO_ROOT,
+        **kwargs,
+    )
+
+
+def test_accumulation_keeps_the_contrastive_batch(cache_dir: Path, tmp_path: Path):
+    from accelerate import Accelerator
+
+    from visionclip.training.loop import Trainer
+
+    config = TrainConfig(
+        preset="tiny",
+        synthetic_train=192,
+        synthetic_validation=96,
+        synthetic_image_size=64,
+        cache_dir=str(cache_dir),
+        batch_size=16,
+        accum_steps=2,
+        num_workers=0,
+        augment=False,
+        report_to="none",
+        output_dir=str(tmp_path),
+        warmup_steps=1,
+        shuffle_buffer=1,
+    )
+    trainer = Trainer(config, Accelerator(cpu=True))
+    trainer.wrapped.eval()  # batch-norm statistics must not depend on the micro-batch split
+    batches = trainer.micro_batches()
+    first, second = next(batches), next(batches)
+    assert len(first["captions"]) == 8
+    loss_accumulated = trainer.accumulate_gradients([first, second])
+    grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+    trainer.optimizer.zero_grad()
+
+    length = max(first["input_ids"].shape[1], second["input_ids"].shape[1])
+    merged = {
+        "labels": torch.cat([first["labels"], second["labels"]]),
+        "pixel_values": torch.cat([first["pixel_values"], second["pixel_values"]]),
+    }
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        merged[key] = torch.cat(
+            [torch.nn.functional.pad(b[key], (0, length - b[key].shape[1])) for b in (first, second)]
+        )
+    loss_whole = trainer.accumulate_gradients([merged])
+    assert loss_accumulated == pytest.approx(loss_whole, rel=1e-5)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, trainer.model.get_parameter(name).grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_sigkill_then_resume_latest_continues_and_exports(cache_dir: Path, tmp_path: Path):
+    output = tmp_path / "run"
+    args = [
+        *COMMON,
+        "--cache-dir",
+        str(cache_dir),
+        "--output-dir",
+        str(output),
+        "--max-steps",
+        "24",
+        "--save-every",
+        "4",
+        "--eval-every",
+        "0",
+        "--keep-checkpoints",
+        "2",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "train.py"), *args],
+        env=environment(),
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    target = output / "checkpoints" / "step_00000008"
+    deadline = time.monotonic() + 600
+    while not target.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert target.exists(), "the first run never reached its second checkpoint"
+    assert not (output / "model").exists(), "the run was meant to be killed before finishing"
+
+    resumed = run_train([*args, "--resume", "latest"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    match = re.search(r"resumed from \S+step_(\d+) at step (\d+) \(lr ([\d.e+-]+)\)", resumed.stdout + resumed.stderr)
+    assert match, resumed.stdout[-2000:]
+    step = int(match.group(2))
+    assert step >= 8 and step == int(match.group(1)) and step % 4 == 0
+    from visionclip.training.optim import warmup_cosine
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    schedule = warmup_cosine(optimizer, 2, 24, 1e-5 / 1e-3)
+    for _ in range(step):
+        optimizer.step()
+        schedule.step()
+    assert float(match.group(3)) == pytest.approx(schedule.get_last_lr()[0], rel=1e-2)
+    state = json.loads((output / "checkpoints" / "step_00000024" / "trainer_state.json").read_text())
+    assert state["step"] == 24
+    assert [p.name for p in sorted((output / "checkpoints").iterdir())] == ["step_00000020", "step_00000024"]
+
+    check = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from transformers import AutoModel, pipeline; "
+            "m = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True); "
+            "p = pipeline('zero-shot-image-classification', model=sys.argv[1], trust_remote_code=True); "
+            "r = p(sys.argv[1] + '/examples/normal.png', candidate_labels=['glaucoma', 'a normal fundus']); "
+            "print(type(m).__name__, round(sum(x['score'] for x in r), 4))",
+            str(output / "model"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**environment(), "PYTHONPATH": "", "HF_HOME": str(tmp_path / "hf")},
+    )
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert check.stdout.split() == ["VisionCLIPModel", "1.0"]
+
+
+def test_two_cpu_processes_with_accelerate_launch(cache_dir: Path, tmp_path: Path):
+    output = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO_ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
+        str(REPO_ROOT / "train.py"),
+        *COMMON,
+        "--cache-dir",
+        str(cache_dir),
+        "--output-dir",
+        str(output),
+        "--max-steps",
+        "6",
+        "--save-every",
+        "3",
+        "--eval-every",
+        "0",
+    ]
+    completed = subprocess.run(command, capture_output=True, text=True, env=environment(), cwd=REPO_ROOT)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    assert "2 process(es)" in completed.stdout
+    checkpoint = output / "checkpoints" / "step_00000006"
+    assert (checkpoint / "stream_rank0.pt").is_file() and (checkpoint / "stream_rank1.pt").is_file()
+    assert (output / "model" / "model.safetensors").is_file()
+
+
+def test_bad_dataset_path_fails_with_a_message(tmp_path: Path):
+    completed = run_train(
+        [
+            "--dataset",
+            str(tmp_path / "nowhere"),
+            "--output-dir",
+            str(tmp_path / "x"),
+            "--report-to",
+            "none",
+            "--preset",
+            "tiny",
+        ]
+    )
+    assert completed.returncode != 0
+    assert "nowhere" in completed.stderr and "does not exist" in completed.stderr

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from visionclip.zeroshot.data import from_csv, from_folder, load_eval_dataset
+from visionclip.zeroshot.tasks import list_tasks, load_task
+
+COLUMNS = {"file": "file", "label": "label", "split": "split", "fold": "fold", "image": "image"}
+
+
+def test_every_shipped_task_loads_with_prompt_ensembles():
+    assert {"hrf", "csdi", "idrid_grading", "aptos", "messidor2", "refuge", "papila", "odir"} <= set(list_tasks())
+    for name in list_tasks():
+        task = load_task(name)
+        assert len(task.labels) >= 2 and all(len(p) >= 3 for p in task.prompts), name
+    assert load_task("csdi").ordinal and not load_task("hrf").ordinal
+    assert load_task("idrid_grading").index(3.0) == 3  # CSV readers may give floats
+
+
+def test_user_task_file_with_literal_prompts(tmp_path):
+    spec = tmp_path / "cataract.yaml"
+    spec.write_text("ordinal: false\nclasses:\n  cataract: {prompts: [a cataract]}\n  clear: [normal]\n")
+    task = load_task(str(spec))
+    assert task.labels == ("cataract", "clear") and task.prompts[0] == ("a cataract",)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("classes:\n  a: [no_such_concept]\n  b: [normal]\n")
+    with pytest.raises(ValueError, match="unknown concept 'no_such_concept'"):
+        load_task(str(bad))
+    with pytest.raises(ValueError, match="Unknown task 'messidor'"):
+        load_task("messidor")
+
+
+def _image(path, value=120):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((32, 32, 3), value, dtype=np.uint8)).save(path)
+
+
+def test_folder_and_csv_sources(tmp_path):
+    task = load_task("refuge")
+    for label in ("glaucoma", "non_glaucoma"):
+        for i in range(3):
+            _image(tmp_path / "folder" / label / f"{i}.png")
+    dataset = from_folder(tmp_path / "folder", task, "refuge")
+    assert sorted(item.label for item in dataset.items) == [0, 0, 0, 1, 1, 1]
+    (tmp_path / "folder" / "suspect").mkdir()
+    with pytest.raises(ValueError, match=r"subfolders \['suspect'\] are not classes"):
+        from_folder(tmp_path / "folder", task, "refuge")
+
+    _image(tmp_path / "csv" / "images" / "a.png")
+    labels = tmp_path / "csv" / "labels.csv"
+    labels.write_text("file,label,split,fold\nimages/a.png,glaucoma,test,1\n")
+    item = from_csv(labels, task, "refuge", COLUMNS).items[0]
+    assert (item.label, item.split, item.fold, item.image) == (1, "test", 1, tmp_path / "csv" / "images" / "a.png")
+    labels.write_text("file,label\nimages/a.png,cataract\n")
+    with pytest.raises(ValueError, match="row 2: label 'cataract' is not a class of task 'refuge'"):
+        from_csv(labels, task, "refuge", COLUMNS)
+    labels.write_text("path,label\nimages/a.png,glaucoma\n")
+    with pytest.raises(ValueError, match="no file column 'file'"):
+        from_csv(labels, task, "refuge", COLUMNS)
+    labels.write_text("file,label\n")
+    with pytest.raises(ValueError, match="holds no images"):
+        from_csv(labels, task, "refuge", COLUMNS)
+    with pytest.raises(FileNotFoundError, match="CSV file not found"):
+        load_eval_dataset(str(tmp_path / "missing.csv"), task, "x", COLUMNS)
+
+
+def test_synthetic_source_matches_task_conditions():
+    dataset = load_eval_dataset("synthetic", load_task("refuge"), "refuge (synthetic)", COLUMNS, synthetic_count=12)
+    assert len(dataset.items) == 12
+    with pytest.raises(ValueError, match="no 'synthetic' label conditions"):
+        load_eval_dataset("synthetic", load_task("csdi"), "csdi", COLUMNS)
