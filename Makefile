@@ -16,7 +16,7 @@ $(BIN)/.installed: pyproject.toml
 setup: $(BIN)/.installed
 
 demo: setup
-	$(BIN)/python predict.py
+	$(BIN)/accelerate launch train.py
 
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/ruff check .

@@ -141,6 +141,10 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         """`pixel_values` `(batch, 3, H, W)` -> output whose `pooler_output` is the projected, unnormalised
         embedding `(batch, projection_dim)`."""
         pixel_values = pixel_values.to(self.visual_projection.weight.dtype)
+        if not torch.is_grad_enabled():
+            # channels-last activations make inference convolutions markedly faster; training callers choose
+            # the layout themselves (torch 2.13's CPU backward crashes on some channels-last shapes)
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         outputs = self.vision_model(pixel_values=pixel_values, return_dict=True, **kwargs)
         pooled = outputs.pooler_output
         if pooled is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         log_with=None if config.report_to == "none" else config.report_to,
         project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "logs")),
     )
+    if accelerator.device.type == "cpu":
+        # `accelerate launch` sets OMP_NUM_THREADS=1 for CPU runs, which leaves cores idle
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes))
+        torch.set_num_threads(config.cpu_threads or max(1, (os.cpu_count() or 1) // local))
     logging.basicConfig(
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -49,7 +54,10 @@ def main(argv: list[str] | None = None) -> int:
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         (output / "training_config.yaml").write_text(resolved)
-        print(f"resolved configuration ({accelerator.num_processes} process(es), device {accelerator.device}):")
+        print(
+            f"resolved configuration ({accelerator.num_processes} process(es), device {accelerator.device}, "
+            f"{torch.get_num_threads()} threads):"
+        )
         print(resolved)
     started = time.time()
     try:

@@ -54,8 +54,9 @@ def build_pair():
     from transformers import VisionTextDualEncoderModel
 
     ours, processor = build_model_and_processor("small")
-    peer = VisionTextDualEncoderModel(vision_model=FlatPooledVision(copy.deepcopy(ours.vision_model)),
-                                      text_model=copy.deepcopy(ours.text_model))
+    peer = VisionTextDualEncoderModel(
+        vision_model=FlatPooledVision(copy.deepcopy(ours.vision_model)), text_model=copy.deepcopy(ours.text_model)
+    )
     peer.visual_projection = nn.Linear(ours.vision_embed_dim, ours.config.projection_dim, bias=False)
     peer.text_projection = nn.Linear(ours.text_embed_dim, ours.config.projection_dim, bias=False)
     return ours, peer, processor
@@ -67,9 +68,16 @@ def make_batch(processor, batch_size: int) -> dict[str, torch.Tensor]:
     records = []
     for index in range(batch_size):
         record = {name: 0 for name in COLUMN_NAMES}
-        record.update(file_name=f"{index}.png", eyes_side=rng.choice(["left", "right"]), is_fundus=1,
-                      is_macular_readable=1, is_optic_disc_readable=1, is_retinal_region_readable=1,
-                      dr_grade=rng.choice([0, 0, 1, 2, 3]), **{rng.choice(FINDING_COLUMNS): 1})
+        record.update(
+            file_name=f"{index}.png",
+            eyes_side=rng.choice(["left", "right"]),
+            is_fundus=1,
+            is_macular_readable=1,
+            is_optic_disc_readable=1,
+            is_retinal_region_readable=1,
+            dr_grade=rng.choice([0, 0, 1, 2, 3]),
+            **{rng.choice(FINDING_COLUMNS): 1},
+        )
         records.append(record)
     tokens = processor.tokenizer([captioner(r) for r in records], padding=True, truncation=True, return_tensors="pt")
     return {**tokens, "pixel_values": torch.randn(batch_size, 3, 224, 224)}
@@ -114,8 +122,10 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> floa
 
 def peak_rss_mib(which: str, batch_size: int) -> float:
     """Peak resident memory of a fresh process that runs two training steps."""
-    code = (f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench_training; "
-            f"bench_training.child({which!r}, {batch_size})")
+    code = (
+        f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench_training; "
+        f"bench_training.child({which!r}, {batch_size})"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
@@ -151,9 +161,11 @@ def main(argv: list[str] | None = None) -> int:
     batch = make_batch(processor, args.batch_size)
     flops = step_flops(ours, batch)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"small preset, batch {args.batch_size}, 224 px, captions of {batch['input_ids'].shape[1]} tokens, "
-          f"{torch.get_num_threads()} threads; {flops / args.batch_size / 1e9:.2f} GFLOPs per image per step; "
-          f"matmul peak {peaks['fp32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bf16'] / 1e9:.0f} GFLOP/s bf16")
+    print(
+        f"small preset, batch {args.batch_size}, 224 px, captions of {batch['input_ids'].shape[1]} tokens, "
+        f"{torch.get_num_threads()} threads; {flops / args.batch_size / 1e9:.2f} GFLOPs per image per step; "
+        f"matmul peak {peaks['fp32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bf16'] / 1e9:.0f} GFLOP/s bf16"
+    )
     print("| precision | VisionCLIP img/s | VisionTextDualEncoderModel img/s | ratio | VisionCLIP MFU |")
     print("|---|---|---|---|---|")
     for precision in ("fp32", "bf16"):
@@ -164,11 +176,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {precision} | {ours_rate:.1f} | {peer_rate:.1f} | {ours_rate / peer_rate:.2f}x | {mfu:.0%} |")
     for which in ("ours", "peer"):
         small, large = peak_rss_mib(which, 16), peak_rss_mib(which, 64)
-        print(f"memory per image ({which}, fp32 training): {(large - small) / 48:.1f} MiB "
-              f"(peak RSS {small:.0f} MiB at batch 16, {large:.0f} MiB at batch 64)")
+        print(
+            f"memory per image ({which}, fp32 training): {(large - small) / 48:.1f} MiB "
+            f"(peak RSS {small:.0f} MiB at batch 16, {large:.0f} MiB at batch 64)"
+        )
     image_flops, text_flops = flair_reference_flops()
-    print(f"flair-reference forward FLOPs: {image_flops / 1e9:.1f} G per 512 px image, "
-          f"{text_flops / 1e9:.1f} G per 64-token caption")
+    print(
+        f"flair-reference forward FLOPs: {image_flops / 1e9:.1f} G per 512 px image, "
+        f"{text_flops / 1e9:.1f} G per 64-token caption"
+    )
     return 0
 
 

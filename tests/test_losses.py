@@ -33,13 +33,15 @@ def test_clip_loss_matches_direct_formula():
     assert loss.item() == pytest.approx(total / (2 * n), rel=1e-5)
 
 
-def test_label_aware_loss_matches_direct_formula_and_reduces_to_clip():
+def test_exact_label_aware_loss_matches_direct_formula_and_reduces_to_clip():
     images, texts = embeddings()
     scale = torch.tensor(5.0)
     distinct = torch.arange(6)[:, None]
-    torch.testing.assert_close(LabelAwareLoss()(images, texts, scale, distinct), ClipLoss()(images, texts, scale))
+    torch.testing.assert_close(
+        LabelAwareLoss("exact")(images, texts, scale, distinct), ClipLoss()(images, texts, scale)
+    )
     labels = torch.tensor([[0, 1], [0, 1], [2, 0], [0, 1], [2, 0], [3, 3]])
-    loss = LabelAwareLoss()(images, texts, scale, labels)
+    loss = LabelAwareLoss("exact")(images, texts, scale, labels)
     n = len(images)
     total = 0.0
     for i in range(n):
@@ -75,10 +77,22 @@ def test_unknown_loss_is_named():
         build_loss("infonce")
 
 
+def record_labels(n: int = 8) -> torch.Tensor:
+    """Label rows in `CAPTIONED_COLUMNS` order: readable images with DR grade i % 3 and glaucoma on every 4th."""
+    from visionclip.captions import CAPTIONED_COLUMNS
+
+    labels = torch.zeros(n, len(CAPTIONED_COLUMNS), dtype=torch.long)
+    for column in ("is_fundus", "is_macular_readable", "is_optic_disc_readable", "is_retinal_region_readable"):
+        labels[:, CAPTIONED_COLUMNS.index(column)] = 1
+    labels[:, CAPTIONED_COLUMNS.index("dr_grade")] = torch.arange(n) % 3
+    labels[:, CAPTIONED_COLUMNS.index("is_gc")] = (torch.arange(n) % 4 == 0).long()
+    return labels
+
+
 def _rank_worker(rank: int, world: int, init_file: str, name: str, results) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     images, texts = embeddings(n=8, seed=3)
-    labels = torch.tensor([[i % 3] for i in range(8)])
+    labels = record_labels()
     per_rank = 8 // world
     local = slice(rank * per_rank, (rank + 1) * per_rank)
     local_images = images[local].clone().requires_grad_(True)
@@ -92,7 +106,7 @@ def _rank_worker(rank: int, world: int, init_file: str, name: str, results) -> N
 @pytest.mark.parametrize("name", ["clip", "label_aware", "siglip"])
 def test_two_process_loss_equals_single_process_loss_on_the_combined_batch(name):
     images, texts = embeddings(n=8, seed=3)
-    labels = torch.tensor([[i % 3] for i in range(8)])
+    labels = record_labels()
     images.requires_grad_(True)
     texts.requires_grad_(True)
     reference = build_loss(name)(images, texts, torch.tensor(6.0), labels)
@@ -108,3 +122,34 @@ def test_two_process_loss_equals_single_process_loss_on_the_combined_batch(name)
             # parameter gradients equal single-process training on the combined batch
             torch.testing.assert_close(image_grad, 2 * images.grad[rank * 4 : (rank + 1) * 4])
             torch.testing.assert_close(text_grad, 2 * texts.grad[rank * 4 : (rank + 1) * 4])
+
+
+def test_label_overlap_targets_are_jaccard_over_findings():
+    from visionclip.captions import CAPTIONED_COLUMNS
+
+    def record(**values):
+        row = torch.zeros(len(CAPTIONED_COLUMNS), dtype=torch.long)
+        for column in ("is_fundus", "is_macular_readable", "is_optic_disc_readable", "is_retinal_region_readable"):
+            row[CAPTIONED_COLUMNS.index(column)] = 1
+        for column, value in values.items():
+            row[CAPTIONED_COLUMNS.index(column)] = value
+        return row
+
+    labels = torch.stack(
+        [record(), record(), record(is_gc=1), record(is_gc=1, dr_grade=2), record(dr_grade=2, is_macular_readable=0)]
+    )
+    targets = LabelAwareLoss("jaccard").targets(labels)
+    # raw overlaps: normal-normal 1; glaucoma vs glaucoma+DR2 1/2; DR2 vs DR2+unreadable macula 1/2; else 0
+    raw = torch.tensor(
+        [[1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 0.5, 0], [0, 0, 0.5, 1, 1 / 3], [0, 0, 0, 1 / 3, 1]]
+    )
+    torch.testing.assert_close(targets, raw / raw.sum(1, keepdim=True))
+    images, texts = embeddings(n=5)
+    loss = build_loss("label_aware", "jaccard")(images, texts, torch.tensor(5.0), labels)
+    logits = 5.0 * images @ texts.t()
+    expected = (
+        -(targets * logits.log_softmax(1)).sum(1).mean() - (targets * logits.t().log_softmax(1)).sum(1).mean()
+    ) / 2
+    torch.testing.assert_close(loss, expected)
+    with pytest.raises(ValueError, match="similarity"):
+        LabelAwareLoss("cosine")

@@ -307,3 +307,11 @@ def test_flair_reference_preset_shapes_match_the_paper():
     with torch.device("meta"):
         model = VisionCLIPModel(config)
     assert 100e6 < model.num_parameters() < 140e6  # ResNet-50 (23.5M) + BERT-base (108M) + projections
+
+
+def test_inference_in_channels_last_matches_training_layout():
+    model = VisionCLIPModel(tiny_config()).eval()
+    pixels = batch()["pixel_values"]
+    with_grad = model.encode_image(pixels).detach()
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_image(pixels), with_grad, atol=1e-5, rtol=1e-4)

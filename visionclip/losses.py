@@ -65,21 +65,53 @@ class ClipLoss(nn.Module):
         return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
 
 
-class LabelAwareLoss(nn.Module):
-    """FLAIR-style soft-target InfoNCE: pairs whose label vectors are identical are positives of each other.
+def label_facts(labels: torch.Tensor) -> torch.Tensor:
+    """`(n, len(CAPTIONED_COLUMNS))` labels -> `(n, facts)` 0/1: DR grade 1-4, each finding, each unreadable part,
+    and "normal" when none of these holds."""
+    from .captions import CAPTIONED_COLUMNS
+    from .schema import FINDING_COLUMNS, READABILITY_COLUMNS
 
-    Captions are generated from labels, so two images with the same labels have equivalent captions; plain InfoNCE
-    would push them apart. Targets are the label-equality matrix, each row normalised to sum to 1.
+    grade = labels[:, CAPTIONED_COLUMNS.index("dr_grade")]
+    parts = [grade[:, None] == torch.arange(1, 5, device=labels.device)]
+    parts.append(labels[:, [CAPTIONED_COLUMNS.index(c) for c in FINDING_COLUMNS]] == 1)
+    parts.append(labels[:, [CAPTIONED_COLUMNS.index(c) for c in READABILITY_COLUMNS]] == 0)
+    facts = torch.cat(parts, dim=1)
+    return torch.cat([facts, ~facts.any(dim=1, keepdim=True)], dim=1).float()
+
+
+class LabelAwareLoss(nn.Module):
+    """FLAIR-style soft-target InfoNCE: a caption is a (partly) correct description of every image that shares its
+    labels, so those pairs are not pushed apart as plain InfoNCE would.
+
+    `similarity="exact"` is FLAIR's rule: pairs with identical label vectors are positives. `"jaccard"` extends it
+    to multi-label records: the target weight of a pair is the Jaccard overlap of their findings (see
+    `label_facts`), so an image with glaucoma is drawn towards every caption that states glaucoma. Rows of the
+    target matrix are normalised to sum to 1; the image itself always has the largest weight.
     """
 
     name = "label_aware"
+
+    def __init__(self, similarity: str = "exact"):
+        super().__init__()
+        if similarity not in ("exact", "jaccard"):
+            raise ValueError(f"similarity must be 'exact' or 'jaccard', got {similarity!r}")
+        self.similarity = similarity
+
+    def targets(self, labels: torch.Tensor) -> torch.Tensor:
+        if self.similarity == "exact":
+            same = (labels[:, None, :] == labels[None, :, :]).all(dim=-1).float()
+        else:
+            facts = label_facts(labels)
+            shared = facts @ facts.t()
+            sizes = facts.sum(dim=1)
+            same = shared / (sizes[:, None] + sizes[None, :] - shared)
+        return same / same.sum(dim=-1, keepdim=True)
 
     def forward(self, image_embeds, text_embeds, logit_scale, labels) -> torch.Tensor:
         """`labels`: `(local_batch, num_label_columns)` integers; other arguments as in `ClipLoss`."""
         image_embeds, text_embeds, labels = gather(image_embeds), gather(text_embeds), gather(labels)
         logits = logit_scale * image_embeds @ text_embeds.t()
-        same = (labels[:, None, :] == labels[None, :, :]).all(dim=-1).to(logits.dtype)
-        targets = same / same.sum(dim=-1, keepdim=True)
+        targets = self.targets(labels).to(logits.dtype)
         return (soft_cross_entropy(logits, targets) + soft_cross_entropy(logits.t(), targets)) / 2
 
 
@@ -105,7 +137,8 @@ class SigLipLoss(nn.Module):
 LOSSES = {"clip": ClipLoss, "label_aware": LabelAwareLoss, "siglip": SigLipLoss}
 
 
-def build_loss(name: str) -> nn.Module:
+def build_loss(name: str, label_similarity: str = "exact") -> nn.Module:
+    """A loss by name; `label_similarity` ("jaccard" or FLAIR's "exact") applies to `label_aware`."""
     if name not in LOSSES:
         raise ValueError(f"Unknown loss {name!r}: choose one of {sorted(LOSSES)}")
-    return LOSSES[name]()
+    return LabelAwareLoss(label_similarity) if name == "label_aware" else LOSSES[name]()

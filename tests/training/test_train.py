@@ -48,6 +48,20 @@ def cache_dir(tmp_path_factory) -> Path:
     return cache
 
 
+def test_embedded_dataset_uses_the_configured_label_mix(cache_dir: Path):
+    from visionclip.synthetic.labels import resolve_prevalence
+    from visionclip.training.data import embedded_dataset_dir
+
+    config = TrainConfig(
+        synthetic_train=192, synthetic_validation=96, synthetic_image_size=64, cache_dir=str(cache_dir)
+    )
+    manifest = json.loads((embedded_dataset_dir(config) / "generation.json").read_text())
+    assert manifest["prevalence"] == resolve_prevalence(config.synthetic_prevalence)
+    assert manifest["prevalence"]["healthy"] == config.synthetic_prevalence["healthy"] != 0.4
+    other = TrainConfig(synthetic_prevalence={"healthy": 0.5}, cache_dir=str(cache_dir))
+    assert embedded_dataset_dir(other) != embedded_dataset_dir(config)
+
+
 def environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "LOCAL_RANK", "RANK", "WORLD"))}
     env.update(PYTHONPATH=str(REPO_ROOT), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from ..captions import stable_seed
 from ..streaming import resolve_data_files
 from .config import TrainConfig
 
@@ -15,9 +16,10 @@ def embedded_dataset_dir(config: TrainConfig) -> Path:
     """The cache folder of the embedded default; its name carries every setting that changes its contents."""
     from ..synthetic.writer import GENERATOR_VERSION
 
+    mix = stable_seed(*sorted((config.synthetic_prevalence or {}).items())) % 10**8
     name = (
         f"synthetic-v{GENERATOR_VERSION}-s{config.synthetic_seed}-{config.synthetic_image_size}px-"
-        f"{config.synthetic_train}-{config.synthetic_validation}"
+        f"{config.synthetic_train}-{config.synthetic_validation}-mix{mix:08d}"
     )
     return Path(config.cache_dir) / name
 
@@ -32,9 +34,8 @@ def ensure_embedded_dataset(config: TrainConfig, workers: int) -> Path:
 
     folder = embedded_dataset_dir(config)
     splits = {config.train_split: config.synthetic_train, config.eval_split: config.synthetic_validation}
-    maker = SampleMaker(
-        config.synthetic_image_size, config.synthetic_seed, tuple(sorted(resolve_prevalence().items()))
-    )
+    prevalence = resolve_prevalence(config.synthetic_prevalence)
+    maker = SampleMaker(config.synthetic_image_size, config.synthetic_seed, tuple(sorted(prevalence.items())))
     rows_per_shard = max(1, min(250, config.synthetic_train // 32))
     with tqdm(total=sum(splits.values()), desc="generating embedded dataset", unit="img") as progress:
         report = write_parquet_dataset(

@@ -30,6 +30,14 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
+def channels_last_is_safe(model, config: TrainConfig) -> bool:
+    """Channels-last inputs speed up CNN training on CPU by about 1.3x, but torch 2.13's oneDNN backward crashes
+    (segfault) for 8-channel convolutions and under activation checkpointing; use it only outside those cases."""
+    vision = model.config.vision_config
+    widths = [getattr(vision, "embedding_size", 16), *getattr(vision, "hidden_sizes", [])]
+    return not config.gradient_checkpointing and min(widths) >= 16
+
+
 class Trainer:
     """Trains a VisionCLIP model with Accelerate from a `TrainConfig`."""
 
@@ -42,8 +50,9 @@ class Trainer:
         self.frozen_norms = self._lock_towers()
         if config.gradient_checkpointing:
             self.model.gradient_checkpointing_enable()
+        self.channels_last = config.channels_last and channels_last_is_safe(self.model, config)
         # The loss is not prepared: its only parameter (SigLIP's bias) gets the same gradient on every process.
-        self.loss_fn = build_loss(config.loss).to(accelerator.device)
+        self.loss_fn = build_loss(config.loss, config.label_similarity).to(accelerator.device)
         accelerator.register_for_checkpointing(self.loss_fn)
         optimizer = build_optimizer(
             [self.model, self.loss_fn],
@@ -178,6 +187,8 @@ class Trainer:
     def _embed(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.accelerator.device
         inputs = {k: batch[k].to(device) for k in (*TEXT_KEYS, "pixel_values") if k in batch}
+        if self.channels_last:
+            inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=torch.channels_last)
         with self.accelerator.autocast():
             output = self.wrapped(**inputs)
         return output.image_embeds.float(), output.text_embeds.float()
