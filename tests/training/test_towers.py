@@ -31,3 +31,22 @@ def test_channels_last_is_only_used_where_torch_backward_is_safe():
     assert channels_last_is_safe(small, TrainConfig())
     assert not channels_last_is_safe(tiny, TrainConfig())  # 8-channel convolutions
     assert not channels_last_is_safe(small, TrainConfig(gradient_checkpointing=True))
+
+
+def test_build_model_starts_from_a_pretrained_text_tower_folder(tmp_path):
+    from transformers import BertConfig, BertModel
+
+    from visionclip.tokenization import build_knowledge_base_tokenizer
+    from visionclip.training.towers import build_model
+
+    tower = BertModel(
+        BertConfig(vocab_size=500, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
+    )
+    tower.save_pretrained(tmp_path)
+    build_knowledge_base_tokenizer().save_pretrained(tmp_path)
+    model, processor = build_model("tiny", None, str(tmp_path))
+    assert model.config.projection_dim == 32 and model.zero_shot_tasks  # the preset's projection and tasks
+    assert model.config.text_config.vocab_size == 500
+    embeddings = model.text_model.embeddings.word_embeddings.weight
+    assert embeddings.data_ptr() != tower.embeddings.word_embeddings.weight.data_ptr()
+    assert (embeddings == tower.embeddings.word_embeddings.weight).all()  # loaded weights, not a fresh init

@@ -188,24 +188,26 @@ class Canvas:
         for name in (tag,) if isinstance(tag, str) else tag or ():
             self.log.add(name, shape)
 
-    def take_alpha(self, name: str, blur: float = 0.0) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
-        """Remove a layer and return (box, coverage) for custom compositing, or None when nothing was drawn."""
+    def take_alpha(
+        self, name: str, blur: float = 0.0, opacity: float = 1.0
+    ) -> tuple[tuple[int, int, int, int], np.ndarray] | None:
+        """Remove a layer and return (box, coverage x opacity) for compositing, or None when nothing was drawn."""
         layer = self.layers.pop(name, None)
         box = layer.bbox(pad=int(3 * blur) + 2) if layer is not None else None
-        return None if box is None else (box, layer.alpha(box, blur))
+        if box is None:
+            return None
+        alpha = layer.alpha(box, blur)
+        if opacity != 1.0:
+            alpha *= opacity
+        return box, alpha
 
     def blend_layer(
         self, name: str, colour: tuple[float, float, float], blur: float = 0.0, opacity: float = 1.0
     ) -> None:
         """Blend a layer into the image towards ``colour`` (alpha blending), then drop the layer."""
-        layer = self.layers.pop(name, None)
-        box = layer.bbox(pad=int(3 * blur) + 2) if layer is not None else None
-        if box is None:
-            return
-        alpha = layer.alpha(box, blur)
-        if opacity != 1.0:
-            alpha *= opacity
-        self.blend(box, alpha, colour)
+        taken = self.take_alpha(name, blur, opacity)
+        if taken is not None:
+            self.blend(*taken, colour)
 
     def blend(self, box: tuple[int, int, int, int], alpha: np.ndarray, colour: Sequence) -> None:
         """Alpha-blend ``colour`` (RGB, or an array per channel) into the box with weights ``alpha`` (h, w)."""
@@ -218,14 +220,9 @@ class Canvas:
         self, name: str, transmission: tuple[float, float, float], blur: float = 0.0, opacity: float = 1.0
     ) -> None:
         """Darken the image where a layer is drawn, multiplying by ``transmission`` at full coverage."""
-        layer = self.layers.pop(name, None)
-        box = layer.bbox(pad=int(3 * blur) + 2) if layer is not None else None
-        if box is None:
-            return
-        alpha = layer.alpha(box, blur)
-        if opacity != 1.0:
-            alpha *= opacity
-        self.absorb(box, alpha, transmission)
+        taken = self.take_alpha(name, blur, opacity)
+        if taken is not None:
+            self.absorb(*taken, transmission)
 
     def absorb(self, box: tuple[int, int, int, int], alpha: np.ndarray, transmission: Sequence[float]) -> None:
         """Multiply the box by ``1 - alpha * (1 - transmission)`` per channel."""

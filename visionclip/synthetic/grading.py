@@ -86,19 +86,10 @@ def dr_grade_from_inventory(inventory: DRInventory) -> int:
 
 
 @dataclass
-class DRPlan:
+class DRPlan(DRInventory):
     """Lesions to draw for a target grade: counts per quadrant and which quadrants get beading/IRMA."""
 
-    grade: int
-    microaneurysms: list[int] = field(default_factory=_four_ints)
-    haemorrhages: list[int] = field(default_factory=_four_ints)
-    hard_exudates: int = 0
-    cotton_wool_spots: int = 0
-    venous_beading: list[bool] = field(default_factory=_four_flags)
-    irma: list[bool] = field(default_factory=_four_flags)
-    new_vessels_disc: bool = False
-    new_vessels_elsewhere: bool = False
-    preretinal_haemorrhage: bool = False
+    grade: int = 0
 
 
 def _spread(rng: np.random.Generator, total: int, quadrants: list[int], cap: int | None = None) -> list[int]:
@@ -127,7 +118,7 @@ def plan_dr(rng: np.random.Generator, grade: int, visible_quadrants: np.ndarray,
     """
     if grade not in range(5):
         raise ValueError(f"dr grade must be 0-4, got {grade}")
-    plan = DRPlan(grade)
+    plan = DRPlan(grade=grade)
     usable = [q for q in range(4) if visible_quadrants[q]]
     if grade == 0:
         return plan

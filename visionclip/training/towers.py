@@ -7,7 +7,6 @@ from torch import nn
 from modeling_visionclip import VisionCLIPModel
 from processing_visionclip import VisionCLIPProcessor
 
-from ..knowledge import load_knowledge_base
 from ..presets import build_model_and_processor, load_preset
 
 _BLOCK_LISTS = ("encoder.stages", "encoder.layer", "encoder.layers", "layers")
@@ -29,18 +28,16 @@ def build_model(
     config = preset.build_config(vocab_size=len(processor.tokenizer))
     vision = AutoModel.from_pretrained(vision_tower) if vision_tower else AutoModel.from_config(config.vision_config)
     text = AutoModel.from_pretrained(text_tower) if text_tower else AutoModel.from_config(config.text_config)
-    knowledge = load_knowledge_base()
+    shared = (
+        "projection_dim",
+        "text_pooling",
+        "logit_scale_init_value",
+        "logit_scale_max",
+        "zero_shot_tasks",
+        "prompt_templates",
+    )
     model = VisionCLIPModel.from_vision_text_pretrained(
-        vision_tower,
-        text_tower,
-        vision_model=vision,
-        text_model=text,
-        projection_dim=config.projection_dim,
-        text_pooling=config.text_pooling,
-        logit_scale_init_value=config.logit_scale_init_value,
-        logit_scale_max=config.logit_scale_max,
-        zero_shot_tasks=knowledge.zero_shot_tasks(),
-        prompt_templates=list(knowledge.prompt_templates),
+        vision_tower, text_tower, vision_model=vision, text_model=text, **{k: getattr(config, k) for k in shared}
     )
     return model, processor
 
