@@ -46,8 +46,11 @@ def _describe(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _open_image_file(source: Any, max_image_pixels: int) -> Image.Image:
-    """Open a path, bytes or a `datasets` image dict; fully decode it; raise `ValueError` with the reason."""
+def _open_image_file(source: Any, max_image_pixels: int, draft_side: int | None = None) -> Image.Image:
+    """Open a path, bytes or a `datasets` image dict; fully decode it; raise `ValueError` with the reason.
+
+    With `draft_side`, a JPEG is decoded at the smallest DCT scale whose both sides are still >= `draft_side`
+    (much faster for large photographs than decoding everything and resizing)."""
     name = _describe(source)
     if isinstance(source, dict):
         if source.get("bytes") is not None:
@@ -65,6 +68,8 @@ def _open_image_file(source: Any, max_image_pixels: int) -> Image.Image:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(source)
         _check_size(image, name, max_image_pixels)
+        if draft_side and image.format == "JPEG":
+            image.draft("RGB", (draft_side, draft_side))
         image.load()
     except Image.DecompressionBombError as error:
         raise ValueError(f"{name}: refusing a possible decompression bomb ({error})") from None
@@ -138,9 +143,12 @@ def pil_to_rgb(image: Image.Image, name: str = "<image>") -> Image.Image:
     return image.convert("RGB")
 
 
-def load_fundus_image(source: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Image.Image:
+def load_fundus_image(
+    source: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, draft_side: int | None = None
+) -> Image.Image:
     """Load one image from a path, URL, bytes, `datasets` image dict, PIL image, NumPy array or torch tensor as an
-    upright 8-bit RGB PIL image. Raises `ValueError` (or `FileNotFoundError`) naming the problem."""
+    upright 8-bit RGB PIL image. Raises `ValueError` (or `FileNotFoundError`) naming the problem. `draft_side`
+    lets large JPEG files decode at a reduced scale that keeps both sides >= `draft_side`."""
     name = _describe(source)
     if isinstance(source, str) and source.startswith(("http://", "https://")):
         from transformers.image_utils import load_image
@@ -154,7 +162,7 @@ def load_fundus_image(source: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIX
         image = _array_to_pil(array, name)
         _check_size(image, name, max_image_pixels)
     elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, dict)):
-        image = _open_image_file(source, max_image_pixels)
+        image = _open_image_file(source, max_image_pixels, draft_side)
     else:
         raise ValueError(f"Unsupported image input of type {type(source).__name__}")
     return pil_to_rgb(ImageOps.exif_transpose(image), name)
@@ -227,14 +235,18 @@ class VisionCLIPImageProcessor(PilBackend):
 
     def prepare_image(self, image: Any, **kwargs) -> Image.Image:
         """Load one input and apply the geometric steps (FOV crop, resize, pad); returns an RGB PIL image."""
-        image = load_fundus_image(image, kwargs.get("max_image_pixels") or self.max_image_pixels)
+        size = kwargs.get("size") or self.size
+        # the field of view spans the short side at most; keep it >= 1.25x the output after a JPEG draft decode
+        draft_side = (
+            round(1.25 * max(size["height"], size["width"])) if kwargs.get("do_resize", self.do_resize) else None
+        )
+        image = load_fundus_image(image, kwargs.get("max_image_pixels") or self.max_image_pixels, draft_side)
         if kwargs.get("do_crop_fov", self.do_crop_fov):
             image = image.crop(
                 find_field_of_view(
                     image, kwargs.get("fov_threshold", self.fov_threshold), kwargs.get("fov_margin", self.fov_margin)
                 )
             )
-        size = kwargs.get("size") or self.size
         if not kwargs.get("do_resize", self.do_resize):
             return image
         resample = kwargs.get("resample", self.resample)

@@ -248,3 +248,15 @@ def _jpeg_bytes() -> bytes:
     noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     Image.fromarray(noise).save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
+
+
+def test_large_jpeg_draft_decoding_matches_full_decoding(tmp_path: Path):
+    image = synthetic_fundus(width=2400, height=1600, radius=760, centre=(1200, 800))
+    path = tmp_path / "large.jpg"
+    image.save(path, quality=95)
+    processor = VisionCLIPImageProcessor(size={"height": 128, "width": 128})
+    from_file = processor(str(path), return_tensors="pt")["pixel_values"]  # decoded at a reduced JPEG scale
+    with Image.open(path) as full:
+        from_pil = processor(full.convert("RGB"), return_tensors="pt")["pixel_values"]  # decoded at full size
+    assert (from_file - from_pil).abs().mean() < 0.05
+    assert load_fundus_image(path, draft_side=200).size == (300, 200)  # 1/8 scale: both sides still >= 200
