@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .data import EvalItem
 
@@ -28,8 +27,10 @@ class _PreparedImages(torch.utils.data.Dataset):
         return len(self.items)
 
     def __getitem__(self, index: int):
+        """Everything but the model runs here (in a worker): load, crop, resize, pad, rescale, normalise."""
         try:
-            return index, np.asarray(self.image_processor.prepare_image(self.items[index].image)), None
+            image = self.image_processor.prepare_image(self.items[index].image)
+            return index, self.image_processor.to_pixel_values([image])[0], None
         except (ValueError, OSError) as error:
             return index, None, str(error)
 
@@ -57,8 +58,8 @@ def embed_images(
         ]
         if not ready:
             continue
-        pixels = image_processor.to_pixel_values([Image.fromarray(array) for _, array in ready])
-        vectors.append(model.encode_image(torch.from_numpy(pixels).to(device)).float().cpu())
+        pixels = torch.from_numpy(np.stack([array for _, array in ready]))
+        vectors.append(model.encode_image(pixels.to(device)).float().cpu())
         kept += [items[index] for index, _ in ready]
     if not kept:
         raise ValueError(f"None of the {len(items)} images could be read; first error: {failures[0][1]}")
