@@ -1,6 +1,6 @@
 """Training throughput of VisionCLIP vs a plain loop around transformers' VisionTextDualEncoderModel.
 
-Both train the `small` preset's towers (same initial weights, same batch of 224 px images and generated captions,
+Both train the `small` preset's towers (same initial weights, same batch of 192 px images and generated captions,
 same AdamW step, symmetric InfoNCE) in this process, in fp32 and in bf16 autocast. Reports images/s, model FLOPs
 utilisation against a matmul peak measured in the same run, and memory per image (peak RSS slope between two batch
 sizes, each measured in a fresh process). Also prints the FLOPs per sample of `flair-reference` (for
@@ -54,9 +54,9 @@ def build_pair():
     from transformers import VisionTextDualEncoderModel
 
     ours, processor = build_model_and_processor("small")
-    peer = VisionTextDualEncoderModel(
-        vision_model=FlatPooledVision(copy.deepcopy(ours.vision_model)), text_model=copy.deepcopy(ours.text_model)
-    )
+    text = type(ours.text_model)(ours.config.text_config, add_pooling_layer=True)  # the peer projects the pooler
+    text.load_state_dict(ours.text_model.state_dict(), strict=False)
+    peer = VisionTextDualEncoderModel(vision_model=FlatPooledVision(copy.deepcopy(ours.vision_model)), text_model=text)
     peer.visual_projection = nn.Linear(ours.vision_embed_dim, ours.config.projection_dim, bias=False)
     peer.text_projection = nn.Linear(ours.text_embed_dim, ours.config.projection_dim, bias=False)
     return ours, peer, processor
@@ -80,10 +80,14 @@ def make_batch(processor, batch_size: int) -> dict[str, torch.Tensor]:
         )
         records.append(record)
     tokens = processor.tokenizer([captioner(r) for r in records], padding=True, truncation=True, return_tensors="pt")
-    return {**tokens, "pixel_values": torch.randn(batch_size, 3, 224, 224)}
+    size = processor.image_processor.size["height"]
+    return {**tokens, "pixel_values": torch.randn(batch_size, 3, size, size)}
 
 
 def training_step(model, optimizer, batch, bf16: bool) -> None:
+    if hasattr(model, "visual_projection") and type(model).__name__ == "VisionCLIPModel":
+        # what train.py feeds the small preset (channels-last, see visionclip.training.loop)
+        batch = {**batch, "pixel_values": batch["pixel_values"].contiguous(memory_format=torch.channels_last)}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         loss = model(**batch, return_loss=True).loss
     loss.backward()
@@ -137,7 +141,16 @@ def child(which: str, batch_size: int) -> None:
     model = ours if which == "ours" else peer
     batch = make_batch(processor, batch_size)
     images_per_second(model, batch, 1, bf16=False)
-    print(json.dumps({"peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(json.dumps({"peak_mib": high_water_mib()}))
+
+
+def high_water_mib() -> float:
+    """This process's peak resident memory. Not `ru_maxrss`: Linux carries it over from the parent across
+    fork + exec, so a child started by a large parent reports the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def flair_reference_flops() -> tuple[int, int]:
@@ -162,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     flops = step_flops(ours, batch)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(
-        f"small preset, batch {args.batch_size}, 224 px, captions of {batch['input_ids'].shape[1]} tokens, "
+        f"small preset, batch {args.batch_size}, {batch['pixel_values'].shape[-1]} px, captions of {batch['input_ids'].shape[1]} tokens, "
         f"{torch.get_num_threads()} threads; {flops / args.batch_size / 1e9:.2f} GFLOPs per image per step; "
         f"matmul peak {peaks['fp32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bf16'] / 1e9:.0f} GFLOP/s bf16"
     )
