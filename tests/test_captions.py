@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from visionclip.captions import Captioner
+from visionclip.captions import FACTS, Captioner
 from visionclip.knowledge import load_knowledge_base
 from visionclip.schema import COLUMN_NAMES, FINDING_COLUMNS, READABILITY_COLUMNS, derive_summary_flags
 
@@ -105,6 +105,48 @@ def test_summary_flags_are_mentioned_when_nothing_explains_them():
     assert "diabetic_changes" in {p.concept for p in CAPTIONER.parts(record)}
     normal = dict(record, is_dm=0, is_abnormal=0)
     assert {p.concept for p in CAPTIONER.parts(normal) if p.polarity == "present"} == {"normal"}
+
+
+def record_facts(record: dict) -> set[str]:
+    """What is true of a record, written from the schema independently of `losses.label_facts`."""
+    facts = {f"dr_grade={record['dr_grade']}"} if record["dr_grade"] else set()
+    facts |= {c for c in FINDING_COLUMNS if record[c]}
+    facts |= {f"{c}=0" for c in READABILITY_COLUMNS if not record[c]}
+    flags = ("is_abnormal", "has_lesion", "is_dm", "is_md")
+    if not record["dr_grade"] and not any(record[c] for c in (*FINDING_COLUMNS, *flags)):
+        facts.add("normal")
+    return facts
+
+
+@pytest.mark.parametrize("findings_per_caption", [0, 1])
+def test_claimed_facts_are_true_of_the_record(findings_per_caption):
+    captioner = Captioner(findings_per_caption=findings_per_caption)
+    for record in RECORDS:
+        true = record_facts(record)
+        for epoch in range(3):
+            text, flags = captioner.caption_with_facts(record, epoch)
+            assert text == captioner(record, epoch)
+            asserted = {FACTS[i] for i, flag in enumerate(flags[: len(FACTS)]) if flag}
+            denied = {FACTS[i] for i, flag in enumerate(flags[len(FACTS) :]) if flag}
+            assert asserted <= true, text
+            assert not denied & true, text
+            if findings_per_caption == 0 and record["is_fundus"]:
+                assert asserted == true, text
+
+
+def test_one_finding_per_caption_covers_every_finding_across_epochs():
+    captioner = Captioner(findings_per_caption=1)
+    multi = [r for r in RECORDS if r["is_fundus"] and sum(r[c] for c in FINDING_COLUMNS) >= 2][:20]
+    assert multi
+    for record in multi:
+        seen = set()
+        for epoch in range(40):
+            present = [p for p in captioner.parts(record, epoch) if p.polarity == "present"]
+            assert len(present) == 1
+            seen.add(present[0].concept)
+        assert {concept_for(c).id for c in FINDING_COLUMNS if record[c]} <= seen
+    with pytest.raises(ValueError, match="findings_per_caption"):
+        Captioner(findings_per_caption=-1)
 
 
 def test_captions_are_deterministic_and_vary_across_epochs():

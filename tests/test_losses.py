@@ -124,6 +124,49 @@ def test_two_process_loss_equals_single_process_loss_on_the_combined_batch(name)
             torch.testing.assert_close(text_grad, 2 * texts.grad[rank * 4 : (rank + 1) * 4])
 
 
+def test_entailment_targets_pair_each_caption_with_every_image_it_is_true_of():
+    from visionclip.captions import CAPTIONED_COLUMNS, FACTS
+
+    def record(**values):
+        row = torch.zeros(len(CAPTIONED_COLUMNS), dtype=torch.long)
+        for column in ("is_fundus", "is_macular_readable", "is_optic_disc_readable", "is_retinal_region_readable"):
+            row[CAPTIONED_COLUMNS.index(column)] = 1
+        for column, value in values.items():
+            row[CAPTIONED_COLUMNS.index(column)] = value
+        return row
+
+    def claims(asserted=(), denied=()):
+        flags = torch.zeros(2 * len(FACTS), dtype=torch.long)
+        for fact in asserted:
+            flags[FACTS.index(fact)] = 1
+        for fact in denied:
+            flags[len(FACTS) + FACTS.index(fact)] = 1
+        return flags
+
+    labels = torch.stack(
+        [record(), record(is_gc=1, is_abnormal=1), record(is_gc=1, is_amd=1, is_abnormal=1), record(dr_grade=2)]
+    )
+    caption_facts = torch.stack(
+        [
+            claims(["normal"]),  # "a healthy retina"
+            claims(["is_gc"]),  # "glaucoma"
+            claims(["is_amd"], denied=["is_gc"]),  # "drusen; no glaucoma": false of its own image
+            claims(["dr_grade=2"], denied=["is_gc"]),  # "moderate DR, no glaucoma"
+        ]
+    )
+    weights = LabelAwareLoss("entailment").pair_weights(labels, caption_facts)
+    expected = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 0], [0, 1, 1, 0], [0, 0, 0, 1]], dtype=torch.float)
+    torch.testing.assert_close(weights, expected)
+    images, texts = embeddings(n=4)
+    loss = LabelAwareLoss("entailment")(images, texts, torch.tensor(5.0), labels, caption_facts)
+    logits = 5.0 * images @ texts.t()
+    image_to_text = -(expected / expected.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+    text_to_image = -(expected.t() / expected.t().sum(1, keepdim=True) * logits.t().log_softmax(1)).sum(1).mean()
+    torch.testing.assert_close(loss, (image_to_text + text_to_image) / 2)
+    with pytest.raises(ValueError, match="caption_facts"):
+        LabelAwareLoss("entailment")(images, texts, torch.tensor(5.0), labels)
+
+
 def test_label_overlap_targets_are_jaccard_over_findings():
     from visionclip.captions import CAPTIONED_COLUMNS
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from image_processing_visionclip import VisionCLIPImageProcessor
-from visionclip.captions import CAPTIONED_COLUMNS
+from visionclip.captions import CAPTIONED_COLUMNS, FACTS
 from visionclip.schema import COLUMN_NAMES, datasets_features
 from visionclip.streaming import build_stream, label_frequencies, make_dataloader, resolve_data_files
 from visionclip.tokenization import build_knowledge_base_tokenizer
@@ -82,6 +82,13 @@ def test_resolve_source_kinds_and_errors(dataset_dir: Path, tmp_path: Path):
         resolve_data_files("not-a-folder-or-id", "train")
 
 
+class FileNameCaptioner:
+    """Captions each example with its file name, so tests can tell examples apart."""
+
+    def caption_with_facts(self, record, epoch):
+        return record["file_name"], [0] * (2 * len(FACTS))
+
+
 def test_batches_hold_pixels_tokens_labels_and_captions(dataset_dir: Path, processing):
     image_processor, tokenizer = processing
     stream = build_stream(str(dataset_dir), image_processor, tokenizer, batch_size=8, shuffle_buffer=1)
@@ -89,9 +96,10 @@ def test_batches_hold_pixels_tokens_labels_and_captions(dataset_dir: Path, proce
     assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
     assert batch["input_ids"].shape[0] == 8 and batch["attention_mask"].shape == batch["input_ids"].shape
     assert batch["labels"].shape == (8, len(CAPTIONED_COLUMNS))
+    assert batch["caption_facts"].shape == (8, 2 * len(FACTS))
     assert all("fundus" in c.lower() or "retina" in c.lower() for c in batch["captions"])
 
-    stream.captioner = lambda record, epoch: record["file_name"]  # to pair each row with its labels
+    stream.captioner = FileNameCaptioner()  # pairs each row with its labels
     for batch in make_dataloader(stream):
         names = [int(c.split(".")[0]) for c in batch["captions"]]
         assert batch["labels"][:, CAPTIONED_COLUMNS.index("dr_grade")].tolist() == [n % 5 for n in names]
@@ -103,6 +111,7 @@ RANK_SCRIPT = textwrap.dedent(
     import json, sys
     sys.path.insert(0, sys.argv[1])
     from image_processing_visionclip import VisionCLIPImageProcessor
+    from visionclip.captions import FACTS
     from visionclip.streaming import build_stream, make_dataloader
     from visionclip.tokenization import build_knowledge_base_tokenizer
 
@@ -110,7 +119,11 @@ RANK_SCRIPT = textwrap.dedent(
     stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
                           build_knowledge_base_tokenizer(), batch_size=4, rank=rank, world_size=world,
                           shuffle_buffer=8, seed=3, drop_last=False)
-    stream.captioner = lambda record, epoch: record["file_name"]  # identify examples exactly
+    class FileNameCaptioner:
+        def caption_with_facts(self, record, epoch):
+            return record["file_name"], [0] * (2 * len(FACTS))
+
+    stream.captioner = FileNameCaptioner()  # identify examples exactly
     order = []
     for epoch in range(epochs):
         stream.set_epoch(epoch)
@@ -143,6 +156,7 @@ RESUME_SCRIPT = textwrap.dedent(
     import json, sys, torch
     sys.path.insert(0, sys.argv[1])
     from image_processing_visionclip import VisionCLIPImageProcessor
+    from visionclip.captions import FACTS
     from visionclip.streaming import build_stream, make_dataloader
     from visionclip.tokenization import build_knowledge_base_tokenizer
 
@@ -150,7 +164,11 @@ RESUME_SCRIPT = textwrap.dedent(
     stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
                           build_knowledge_base_tokenizer(), batch_size=4, shuffle_buffer=buffer, seed=5,
                           drop_last=False)
-    stream.captioner = lambda record, epoch: record["file_name"]
+    class FileNameCaptioner:
+        def caption_with_facts(self, record, epoch):
+            return record["file_name"], [0] * (2 * len(FACTS))
+
+    stream.captioner = FileNameCaptioner()
     stream.set_epoch(1)
     seen = []
     if mode == "resume":

@@ -19,6 +19,16 @@ from .schema import FINDING_COLUMNS, LESION_FINDINGS, MACULAR_FINDINGS, READABIL
 # The label columns a caption depends on: two records that agree on these get equivalent captions.
 CAPTIONED_COLUMNS: tuple[str, ...] = ("dr_grade", *FINDING_COLUMNS, *SUMMARY_COLUMNS, *READABILITY_COLUMNS)
 
+# The facts a caption can assert or deny, and that a record's labels make true or false (see `losses.label_facts`):
+# each DR grade, each finding, each unreadable part, and "normal" (no DR, no finding, no abnormality flag).
+FACTS: tuple[str, ...] = (
+    *(f"dr_grade={grade}" for grade in range(1, 5)),
+    *FINDING_COLUMNS,
+    *(f"{column}=0" for column in READABILITY_COLUMNS),
+    "normal",
+)
+_GRADE_FACTS = tuple(range(4))
+
 Polarity = Literal["present", "absent", "quality"]
 
 
@@ -62,6 +72,8 @@ class Captioner:
         negative_probability: chance that a caption also denies some absent findings.
         max_negatives: at most this many denials per caption.
         include_advice: append the record's free-text `diagnosticAdvice` (Chinese in SynFundus-1M).
+        findings_per_caption: state at most this many of the record's findings, sampled anew each epoch (FLAIR
+            describes one category per image and step); 0 states them all.
     """
 
     def __init__(
@@ -71,9 +83,13 @@ class Captioner:
         negative_probability: float = 0.5,
         max_negatives: int = 2,
         include_advice: bool = False,
+        findings_per_caption: int = 0,
     ):
         if not 0.0 <= negative_probability <= 1.0:
             raise ValueError(f"negative_probability must be in [0, 1], got {negative_probability}")
+        if findings_per_caption < 0:
+            raise ValueError(f"findings_per_caption must be 0 (all) or positive, got {findings_per_caption}")
+        self.findings_per_caption = findings_per_caption
         self.knowledge = knowledge or load_knowledge_base()
         self.seed = seed
         self.negative_probability = negative_probability
@@ -125,6 +141,8 @@ class Captioner:
         if not not_fundus:
             positives = self.positive_concepts(record) or [self.knowledge.concepts["normal"]]
             rng.shuffle(positives)
+            if self.findings_per_caption:
+                positives = positives[: self.findings_per_caption]
             parts += [CaptionPart(c.id, "present", self._describe(c, rng)) for c in positives]
             candidates = self.negative_candidates(record)
             if candidates and rng.random() < self.negative_probability:
@@ -140,8 +158,42 @@ class Captioner:
 
     def __call__(self, record: Mapping[str, Any], epoch: int = 0) -> str:
         """One caption for `record` in `epoch`."""
-        rng = self._rng(record, epoch, "sentences")
+        return self.caption_with_facts(record, epoch)[0]
+
+    def caption_with_facts(self, record: Mapping[str, Any], epoch: int = 0) -> tuple[str, list[int]]:
+        """The caption and what it claims: `2 * len(FACTS)` flags, the facts asserted then the facts denied."""
         parts = self.parts(record, epoch)
+        return self._sentences(record, epoch, parts), self.claimed_facts(parts)
+
+    def claimed_facts(self, parts: list[CaptionPart]) -> list[int]:
+        """`2 * len(FACTS)` 0/1 flags: which facts the statements assert, then which they deny."""
+        flags = [0] * (2 * len(FACTS))
+        for part in parts:
+            facts = self._concept_facts(self.knowledge.concepts[part.concept])
+            if part.polarity != "absent" and len(facts) > 1:
+                continue  # "some DR" asserts one of several facts: nothing a single flag can check
+            offset = len(FACTS) if part.polarity == "absent" else 0
+            for index in facts:
+                flags[offset + index] = 1
+        return flags
+
+    def _concept_facts(self, concept: Concept) -> tuple[int, ...]:
+        """The facts a concept names; the general DR concept stands for every grade. Summary flags (abnormal,
+        lesion, diabetes, macular disease) name no fact: they are implied by the findings, not checked."""
+        if concept.id == "normal":
+            return (FACTS.index("normal"),)
+        if concept.id == "diabetic_retinopathy":
+            return _GRADE_FACTS
+        if concept.column == "dr_grade" and concept.grade:
+            return (FACTS.index(f"dr_grade={concept.grade}"),)
+        if concept.column in FINDING_COLUMNS:
+            return (FACTS.index(concept.column),)
+        if concept.column in READABILITY_COLUMNS and concept.absent_value:
+            return (FACTS.index(f"{concept.column}=0"),)
+        return ()
+
+    def _sentences(self, record: Mapping[str, Any], epoch: int, parts: list[CaptionPart]) -> str:
+        rng = self._rng(record, epoch, "sentences")
         templates = self.knowledge.captions
         eye = record.get("eyes_side")
         openings = [o for o in templates.openings if "{eye}" not in o or eye in ("left", "right")]

@@ -57,7 +57,7 @@ class ClipLoss(nn.Module):
 
     name = "clip"
 
-    def forward(self, image_embeds, text_embeds, logit_scale, labels=None) -> torch.Tensor:
+    def forward(self, image_embeds, text_embeds, logit_scale, labels=None, caption_facts=None) -> torch.Tensor:
         """`image_embeds`, `text_embeds`: `(local_batch, dim)` L2-normalised; `logit_scale`: scalar (not log)."""
         image_embeds, text_embeds = gather(image_embeds), gather(text_embeds)
         logits = logit_scale * image_embeds @ text_embeds.t()
@@ -66,53 +66,77 @@ class ClipLoss(nn.Module):
 
 
 def label_facts(labels: torch.Tensor) -> torch.Tensor:
-    """`(n, len(CAPTIONED_COLUMNS))` labels -> `(n, facts)` 0/1: DR grade 1-4, each finding, each unreadable part,
-    and "normal" when none of these holds."""
+    """`(n, len(CAPTIONED_COLUMNS))` labels -> `(n, len(FACTS))` 0/1: DR grade 1-4, each finding, each unreadable
+    part, and "normal" (no DR, no finding and no abnormality flag) — see `captions.FACTS`."""
     from .captions import CAPTIONED_COLUMNS
-    from .schema import FINDING_COLUMNS, READABILITY_COLUMNS
+    from .schema import FINDING_COLUMNS, READABILITY_COLUMNS, SUMMARY_COLUMNS
+
+    def columns(names):
+        return labels[:, [CAPTIONED_COLUMNS.index(c) for c in names]]
 
     grade = labels[:, CAPTIONED_COLUMNS.index("dr_grade")]
-    parts = [grade[:, None] == torch.arange(1, 5, device=labels.device)]
-    parts.append(labels[:, [CAPTIONED_COLUMNS.index(c) for c in FINDING_COLUMNS]] == 1)
-    parts.append(labels[:, [CAPTIONED_COLUMNS.index(c) for c in READABILITY_COLUMNS]] == 0)
-    facts = torch.cat(parts, dim=1)
-    return torch.cat([facts, ~facts.any(dim=1, keepdim=True)], dim=1).float()
+    grades = grade[:, None] == torch.arange(1, 5, device=labels.device)
+    findings = columns(FINDING_COLUMNS) == 1
+    unreadable = columns(READABILITY_COLUMNS) == 0
+    disease = torch.cat([grades, findings, columns(SUMMARY_COLUMNS) == 1], dim=1).any(dim=1, keepdim=True)
+    return torch.cat([grades, findings, unreadable, ~disease], dim=1).float()
 
 
 class LabelAwareLoss(nn.Module):
     """FLAIR-style soft-target InfoNCE: a caption is a (partly) correct description of every image that shares its
     labels, so those pairs are not pushed apart as plain InfoNCE would.
 
-    `similarity="exact"` is FLAIR's rule: pairs with identical label vectors are positives. `"jaccard"` extends it
-    to multi-label records: the target weight of a pair is the Jaccard overlap of their findings (see
-    `label_facts`), so an image with glaucoma is drawn towards every caption that states glaucoma. Rows of the
-    target matrix are normalised to sum to 1; the image itself always has the largest weight.
+    `similarity` decides which image-caption pairs are positives:
+    - `"exact"`, FLAIR's rule: the two records have identical label vectors;
+    - `"jaccard"`: weight = Jaccard overlap of the two records' facts (see `label_facts`);
+    - `"entailment"`: the caption is true of the image — the image has every fact the caption asserts and none it
+      denies (needs `caption_facts` from `Captioner.caption_with_facts`). With one finding per caption this is
+      FLAIR's category-sharing rule extended to multi-label images.
+    Each image's own caption is always a positive. Image-to-text targets are the rows of the pair matrix,
+    text-to-image targets its columns, each normalised to sum to 1.
     """
 
     name = "label_aware"
 
     def __init__(self, similarity: str = "exact"):
         super().__init__()
-        if similarity not in ("exact", "jaccard"):
-            raise ValueError(f"similarity must be 'exact' or 'jaccard', got {similarity!r}")
+        if similarity not in ("exact", "jaccard", "entailment"):
+            raise ValueError(f"similarity must be 'exact', 'jaccard' or 'entailment', got {similarity!r}")
         self.similarity = similarity
 
-    def targets(self, labels: torch.Tensor) -> torch.Tensor:
+    def pair_weights(self, labels: torch.Tensor, caption_facts: torch.Tensor | None = None) -> torch.Tensor:
+        """`(n, n)` weights: row i = image i, column j = caption j."""
         if self.similarity == "exact":
-            same = (labels[:, None, :] == labels[None, :, :]).all(dim=-1).float()
-        else:
-            facts = label_facts(labels)
+            return (labels[:, None, :] == labels[None, :, :]).all(dim=-1).float()
+        facts = label_facts(labels)
+        if self.similarity == "jaccard":
             shared = facts @ facts.t()
             sizes = facts.sum(dim=1)
-            same = shared / (sizes[:, None] + sizes[None, :] - shared)
-        return same / same.sum(dim=-1, keepdim=True)
+            return shared / (sizes[:, None] + sizes[None, :] - shared)
+        if caption_facts is None:
+            raise ValueError("label_similarity 'entailment' needs the caption_facts of each caption")
+        asserted, denied = caption_facts.float().split(facts.shape[1], dim=1)
+        holds = facts @ asserted.t() == asserted.sum(dim=1)[None, :]
+        contradicted = facts @ denied.t() > 0
+        own = torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+        return ((holds & ~contradicted) | own).float()
 
-    def forward(self, image_embeds, text_embeds, logit_scale, labels) -> torch.Tensor:
-        """`labels`: `(local_batch, num_label_columns)` integers; other arguments as in `ClipLoss`."""
+    def targets(self, labels: torch.Tensor, caption_facts: torch.Tensor | None = None) -> torch.Tensor:
+        """Image-to-text targets (rows sum to 1); text-to-image targets are `targets` of the transposed weights."""
+        weights = self.pair_weights(labels, caption_facts)
+        return weights / weights.sum(dim=-1, keepdim=True)
+
+    def forward(self, image_embeds, text_embeds, logit_scale, labels, caption_facts=None) -> torch.Tensor:
+        """`labels`: `(local_batch, num_label_columns)` integers; `caption_facts`: `(local_batch, 2 * len(FACTS))`
+        0/1 (entailment only); other arguments as in `ClipLoss`."""
         image_embeds, text_embeds, labels = gather(image_embeds), gather(text_embeds), gather(labels)
+        if caption_facts is not None:
+            caption_facts = gather(caption_facts)
         logits = logit_scale * image_embeds @ text_embeds.t()
-        targets = self.targets(labels).to(logits.dtype)
-        return (soft_cross_entropy(logits, targets) + soft_cross_entropy(logits.t(), targets)) / 2
+        weights = self.pair_weights(labels, caption_facts).to(logits.dtype)
+        image_targets = weights / weights.sum(dim=1, keepdim=True)
+        text_targets = weights.t() / weights.t().sum(dim=1, keepdim=True)
+        return (soft_cross_entropy(logits, image_targets) + soft_cross_entropy(logits.t(), text_targets)) / 2
 
 
 class SigLipLoss(nn.Module):
@@ -127,7 +151,7 @@ class SigLipLoss(nn.Module):
         super().__init__()
         self.logit_bias = nn.Parameter(torch.tensor(float(bias_init)))
 
-    def forward(self, image_embeds, text_embeds, logit_scale, labels=None) -> torch.Tensor:
+    def forward(self, image_embeds, text_embeds, logit_scale, labels=None, caption_facts=None) -> torch.Tensor:
         image_embeds, text_embeds = gather(image_embeds), gather(text_embeds)
         logits = logit_scale * image_embeds @ text_embeds.t() + self.logit_bias
         signs = 2 * torch.eye(len(logits), device=logits.device, dtype=logits.dtype) - 1
@@ -138,7 +162,7 @@ LOSSES = {"clip": ClipLoss, "label_aware": LabelAwareLoss, "siglip": SigLipLoss}
 
 
 def build_loss(name: str, label_similarity: str = "exact") -> nn.Module:
-    """A loss by name; `label_similarity` ("jaccard" or FLAIR's "exact") applies to `label_aware`."""
+    """A loss by name; `label_similarity` (FLAIR's "exact", "jaccard" or "entailment") applies to `label_aware`."""
     if name not in LOSSES:
         raise ValueError(f"Unknown loss {name!r}: choose one of {sorted(LOSSES)}")
     return LabelAwareLoss(label_similarity) if name == "label_aware" else LOSSES[name]()

@@ -77,7 +77,8 @@ def label_frequencies(files: list[str], column: str, sample: int = 5000) -> dict
 
 
 class FundusStream(torch.utils.data.IterableDataset):
-    """Batches of `pixel_values`, tokenized captions and `labels` (columns `CAPTIONED_COLUMNS`) for one process.
+    """Batches of `pixel_values`, tokenized captions, `labels` (columns `CAPTIONED_COLUMNS`) and `caption_facts`
+    (what each caption asserts and denies, see `Captioner.caption_with_facts`) for one process.
 
     Reader `rank * num_workers + worker` reads every `readers`-th parquet file, in an order reshuffled each epoch,
     through an example shuffle buffer of `shuffle_buffer` undecoded rows.
@@ -212,9 +213,11 @@ class FundusStream(torch.utils.data.IterableDataset):
             image, flipped = self.augment(image, rng)
             if flipped and record.get("eyes_side") in ("left", "right"):
                 record["eyes_side"] = "right" if record["eyes_side"] == "left" else "left"
+        caption, caption_facts = self.captioner.caption_with_facts(record, self.epoch)
         return {
             "image": image,
-            "caption": self.captioner(record, self.epoch),
+            "caption": caption,
+            "caption_facts": caption_facts,
             "labels": [int(record.get(column) or 0) for column in CAPTIONED_COLUMNS],
         }
 
@@ -223,6 +226,7 @@ class FundusStream(torch.utils.data.IterableDataset):
         batch = dict(self.tokenizer(captions, padding=True, truncation=True, return_tensors="pt"))
         batch["pixel_values"] = torch.from_numpy(self.image_processor.to_pixel_values([i["image"] for i in items]))
         batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.long)
+        batch["caption_facts"] = torch.tensor([item["caption_facts"] for item in items], dtype=torch.long)
         batch["captions"] = captions
         batch["stream_state"] = stream_state
         return batch

@@ -63,7 +63,8 @@ class TrainConfig:
     channels_last: bool = True  # channels-last image batches (faster CNN training; skipped where torch crashes)
     # optimisation
     loss: str = "label_aware"  # clip, label_aware (FLAIR soft targets) or siglip
-    label_similarity: str = "exact"  # label_aware targets: exact (FLAIR) or jaccard (finding overlap)
+    label_similarity: str = "exact"  # label_aware positives: exact (FLAIR), jaccard (overlap) or entailment
+    findings_per_caption: int = 0  # state at most N of an image's findings per caption, resampled each epoch (0: all)
     batch_size: int = 64  # global contrastive batch per optimizer step (all processes x accumulation)
     accum_steps: int = 1  # micro-batches per step; the contrastive batch stays the global batch
     max_steps: int = 720  # optimizer steps
@@ -124,8 +125,12 @@ class TrainConfig:
         ]
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
-        if self.label_similarity not in ("jaccard", "exact"):
-            problems.append(f"label_similarity must be 'jaccard' or 'exact', got {self.label_similarity!r}")
+        if self.label_similarity not in ("exact", "jaccard", "entailment"):
+            problems.append(
+                f"label_similarity must be 'exact', 'jaccard' or 'entailment', got {self.label_similarity!r}"
+            )
+        if self.findings_per_caption < 0:
+            problems.append(f"findings_per_caption must be 0 (all) or positive, got {self.findings_per_caption}")
         if self.mixed_precision not in MIXED_PRECISION:
             problems.append(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
         if self.report_to not in REPORTERS:

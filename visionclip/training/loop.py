@@ -81,6 +81,7 @@ class Trainer:
 
     def _build_stream(self):
         from ..augment import FundusAugment
+        from ..captions import Captioner
 
         config = self.config
         return build_stream(
@@ -96,6 +97,7 @@ class Trainer:
             seed=config.seed,
             shuffle_buffer=config.shuffle_buffer,
             augment=FundusAugment() if config.augment else None,
+            captioner=Captioner(seed=config.seed, findings_per_caption=config.findings_per_caption),
         )
 
     def train_mode(self) -> None:
@@ -214,6 +216,7 @@ class Trainer:
         other micro-batches are cached without gradients, so the contrastive batch is the effective batch."""
         accelerator = self.accelerator
         labels = torch.cat([b["labels"] for b in micro]).to(accelerator.device)
+        caption_facts = torch.cat([b["caption_facts"] for b in micro]).to(accelerator.device)
         cached = None
         if len(micro) > 1:
             with torch.no_grad():
@@ -232,7 +235,7 @@ class Trainer:
                     scale = scale.detach()
                 else:
                     self.loss_fn.zero_grad(set_to_none=True)
-                loss = self.loss_fn(images, texts, scale, labels)
+                loss = self.loss_fn(images, texts, scale, labels, caption_facts)
                 finite = bool(torch.isfinite(loss.detach()))
                 # a non-finite loss still runs backward (zeroed) so every process takes part in DDP's reduction
                 accelerator.backward(loss if finite else loss.nan_to_num(0.0, 0.0, 0.0) * 0.0)
