@@ -67,7 +67,7 @@ class TrainConfig:
     findings_per_caption: int = 0  # state at most N of an image's findings per caption, resampled each epoch (0: all)
     batch_size: int = 64  # global contrastive batch per optimizer step (all processes x accumulation)
     accum_steps: int = 1  # micro-batches per step; the contrastive batch stays the global batch
-    max_steps: int = 720  # optimizer steps
+    max_steps: int = 1000  # optimizer steps
     lr: float = 1e-3  # peak learning rate
     min_lr: float = 1e-5  # final learning rate of the cosine schedule
     warmup_steps: int = 50  # linear warm-up steps
@@ -76,7 +76,7 @@ class TrainConfig:
     adam_beta2: float = 0.98
     adam_eps: float = 1e-6
     grad_clip: float = 1.0  # max gradient norm (0 disables)
-    mixed_precision: str = "no"  # no, bf16 or fp16 (bf16 works on CPU too)
+    mixed_precision: str = "bf16"  # no, bf16 or fp16 (bf16 on CPU needs AVX512-BF16 or AMX to be fast)
     seed: int = 0
     cpu_threads: int = 0  # torch threads per process on CPU (0: the machine's cores / local processes)
     max_nonfinite: int = 20  # stop after this many consecutive non-finite losses
