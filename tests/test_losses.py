@@ -124,16 +124,20 @@ def test_two_process_loss_equals_single_process_loss_on_the_combined_batch(name)
             torch.testing.assert_close(text_grad, 2 * texts.grad[rank * 4 : (rank + 1) * 4])
 
 
-def test_entailment_targets_pair_each_caption_with_every_image_it_is_true_of():
-    from visionclip.captions import CAPTIONED_COLUMNS, FACTS
+def record(**values) -> torch.Tensor:
+    """One label row in `CAPTIONED_COLUMNS` order: a readable fundus photograph with the given labels."""
+    from visionclip.captions import CAPTIONED_COLUMNS
 
-    def record(**values):
-        row = torch.zeros(len(CAPTIONED_COLUMNS), dtype=torch.long)
-        for column in ("is_fundus", "is_macular_readable", "is_optic_disc_readable", "is_retinal_region_readable"):
-            row[CAPTIONED_COLUMNS.index(column)] = 1
-        for column, value in values.items():
-            row[CAPTIONED_COLUMNS.index(column)] = value
-        return row
+    row = torch.zeros(len(CAPTIONED_COLUMNS), dtype=torch.long)
+    for column in ("is_fundus", "is_macular_readable", "is_optic_disc_readable", "is_retinal_region_readable"):
+        row[CAPTIONED_COLUMNS.index(column)] = 1
+    for column, value in values.items():
+        row[CAPTIONED_COLUMNS.index(column)] = value
+    return row
+
+
+def test_entailment_targets_pair_each_caption_with_every_image_it_is_true_of():
+    from visionclip.captions import FACTS
 
     def claims(asserted=(), denied=()):
         flags = torch.zeros(2 * len(FACTS), dtype=torch.long)
@@ -168,16 +172,6 @@ def test_entailment_targets_pair_each_caption_with_every_image_it_is_true_of():
 
 
 def test_label_overlap_targets_are_jaccard_over_findings():
-    from visionclip.captions import CAPTIONED_COLUMNS
-
-    def record(**values):
-        row = torch.zeros(len(CAPTIONED_COLUMNS), dtype=torch.long)
-        for column in ("is_fundus", "is_macular_readable", "is_optic_disc_readable", "is_retinal_region_readable"):
-            row[CAPTIONED_COLUMNS.index(column)] = 1
-        for column, value in values.items():
-            row[CAPTIONED_COLUMNS.index(column)] = value
-        return row
-
     labels = torch.stack(
         [record(), record(), record(is_gc=1), record(is_gc=1, dr_grade=2), record(dr_grade=2, is_macular_readable=0)]
     )
