@@ -8,7 +8,7 @@ around the circular fundus), resize the long side and zero-pad to a square (FLAI
 import io
 import os
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -178,6 +178,17 @@ def _main_run(counts: np.ndarray) -> tuple[int, int]:
     return int(starts[best]), int(ends[best])
 
 
+def percentile_of_8bit(channel: Image.Image, q: float) -> float:
+    """`np.percentile(np.asarray(channel), q)` (linear interpolation) of an 8-bit single-channel image, from its
+    histogram: no sort of the pixels."""
+    cumulative = np.cumsum(channel.histogram())
+    position = q / 100 * (int(cumulative[-1]) - 1)
+    below, fraction = divmod(position, 1.0)
+    low = int(np.searchsorted(cumulative, below, side="right"))  # the sorted pixel at index `below`
+    high = int(np.searchsorted(cumulative, below + 1, side="right")) if fraction else low
+    return low + (high - low) * fraction
+
+
 def find_field_of_view(image: Image.Image, threshold: float = 0.1, margin: float = 0.01) -> tuple[int, int, int, int]:
     """Bounding box `(left, top, right, bottom)` of the bright fundus disc on its dark border.
 
@@ -187,8 +198,9 @@ def find_field_of_view(image: Image.Image, threshold: float = 0.1, margin: float
     """
     width, height = image.size
     factor = max(1, max(width, height) // FOV_ANALYSIS_SIDE)
-    red = np.asarray(image.getchannel("R").reduce(factor) if factor > 1 else image.getchannel("R"))
-    level = max(10.0, threshold * float(np.percentile(red, 99)))
+    thumbnail = image.getchannel("R").reduce(factor) if factor > 1 else image.getchannel("R")
+    red = np.asarray(thumbnail)
+    level = max(10.0, threshold * percentile_of_8bit(thumbnail, 99))
     inside = red > level
     if not inside.any():
         return 0, 0, width, height
@@ -200,6 +212,14 @@ def find_field_of_view(image: Image.Image, threshold: float = 0.1, margin: float
         return 0, 0, width, height
     pad_y, pad_x = round(margin * (bottom - top)), round(margin * (right - left))
     return max(0, left - pad_x), max(0, top - pad_y), min(width, right + pad_x), min(height, bottom + pad_y)
+
+
+class CanvasPlacement(NamedTuple):
+    """Output `canvas` size, the `fitted` size the image is resized to, and its top-left `offset` on the canvas."""
+
+    canvas: tuple[int, int]
+    fitted: tuple[int, int]
+    offset: tuple[int, int]
 
 
 def _fit_size(width: int, height: int, target_width: int, target_height: int) -> tuple[int, int]:
@@ -235,6 +255,19 @@ class VisionCLIPImageProcessor(PilBackend):
 
     def prepare_image(self, image: Any, **kwargs) -> Image.Image:
         """Load one input and apply the geometric steps (FOV crop, resize, pad); returns an RGB PIL image."""
+        image = self.load_and_crop(image, **kwargs)
+        placement = self.placement(*image.size, **kwargs)
+        if placement.fitted == image.size and placement.canvas == image.size:
+            return image
+        fitted = image.resize(placement.fitted, kwargs.get("resample", self.resample), reducing_gap=3.0)
+        if placement.fitted == placement.canvas:
+            return fitted
+        canvas = Image.new("RGB", placement.canvas)
+        canvas.paste(fitted, placement.offset)
+        return canvas
+
+    def load_and_crop(self, image: Any, **kwargs) -> Image.Image:
+        """Load one input as RGB and crop its field of view (when `do_crop_fov`)."""
         size = kwargs.get("size") or self.size
         # the field of view spans the short side at most; keep it >= 1.25x the output after a JPEG draft decode
         draft_side = (
@@ -247,15 +280,18 @@ class VisionCLIPImageProcessor(PilBackend):
                     image, kwargs.get("fov_threshold", self.fov_threshold), kwargs.get("fov_margin", self.fov_margin)
                 )
             )
+        return image
+
+    def placement(self, width: int, height: int, **kwargs) -> CanvasPlacement:
+        """Where the resize and pad steps put a `width` x `height` (cropped) image on the output canvas."""
         if not kwargs.get("do_resize", self.do_resize):
-            return image
-        resample = kwargs.get("resample", self.resample)
+            return CanvasPlacement((width, height), (width, height), (0, 0))
+        size = kwargs.get("size") or self.size
+        canvas = (size["width"], size["height"])
         if not kwargs.get("keep_aspect_ratio", self.keep_aspect_ratio):
-            return image.resize((size["width"], size["height"]), resample)
-        fitted = image.resize(_fit_size(*image.size, size["width"], size["height"]), resample, reducing_gap=3.0)
-        canvas = Image.new("RGB", (size["width"], size["height"]))
-        canvas.paste(fitted, ((size["width"] - fitted.width) // 2, (size["height"] - fitted.height) // 2))
-        return canvas
+            return CanvasPlacement(canvas, canvas, (0, 0))
+        fitted = _fit_size(width, height, *canvas)
+        return CanvasPlacement(canvas, fitted, ((canvas[0] - fitted[0]) // 2, (canvas[1] - fitted[1]) // 2))
 
     def _preprocess_image_like_inputs(self, images: Any, *args, **kwargs) -> BatchFeature:
         images = _flatten_images(images)

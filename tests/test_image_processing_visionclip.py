@@ -260,3 +260,16 @@ def test_large_jpeg_draft_decoding_matches_full_decoding(tmp_path: Path):
         from_pil = processor(full.convert("RGB"), return_tensors="pt")["pixel_values"]  # decoded at full size
     assert (from_file - from_pil).abs().mean() < 0.05
     assert load_fundus_image(path, draft_side=200).size == (300, 200)  # 1/8 scale: both sides still >= 200
+
+
+def test_histogram_percentile_equals_numpys():
+    from image_processing_visionclip import percentile_of_8bit
+
+    rng = np.random.default_rng(4)
+    for shape in [(1, 1), (7, 13), (128, 96)]:
+        array = rng.integers(0, 256, shape, dtype=np.uint8)
+        if shape[0] > 1:
+            array[: shape[0] // 2] = 0  # a dark border, as around a fundus
+        channel = Image.fromarray(array)
+        for q in (0, 37.5, 99, 100):
+            assert percentile_of_8bit(channel, q) == pytest.approx(np.percentile(array, q), abs=1e-9)
