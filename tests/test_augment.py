@@ -51,3 +51,26 @@ def test_same_rng_gives_same_result_and_options_are_validated():
         FundusAugment(flip_probability=1.5)
     with pytest.raises(ValueError, match="zoom"):
         FundusAugment(zoom=(1.2, 1.0))
+
+
+@pytest.mark.parametrize("source_size", [(230, 210), (700, 640)])
+def test_placing_a_crop_matches_the_processors_resize_and_pad(source_size):
+    from image_processing_visionclip import VisionCLIPImageProcessor
+
+    width, height = source_size
+    yy, xx = np.mgrid[:height, :width]
+    array = np.zeros((height, width, 3), dtype=np.uint8)
+    array[..., 0] = (200 * (xx / width)).astype(np.uint8)  # smooth content: resamplers agree on it
+    array[..., 1] = (120 * (yy / height)).astype(np.uint8)
+    array[..., 2] = 40
+    image = Image.fromarray(array)
+    processor = VisionCLIPImageProcessor(size={"height": 96, "width": 96}, do_crop_fov=False)
+    neutral = FundusAugment(
+        flip_probability=0.0, max_rotation=0.0, zoom=(1.0, 1.0), brightness=0.0, contrast=0.0, saturation=0.0
+    )
+    placed, _ = neutral.place(image, processor.placement(*image.size), random.Random(0))
+    prepared = processor.prepare_image(image)
+    assert placed.size == prepared.size == (96, 96)
+    difference = np.abs(np.asarray(placed, dtype=float) - np.asarray(prepared, dtype=float))
+    assert difference.mean() < 1.5  # the same geometry; only the resampling filter differs
+    assert tuple(np.asarray(placed)[2, 48]) == (0, 0, 0)  # the pad band above a wide image stays black

@@ -205,12 +205,15 @@ class FundusStream(torch.utils.data.IterableDataset):
             if rng.random() >= keep.get(int(record[column]), 1.0):
                 return None
         try:
-            image = self.image_processor.prepare_image(example["image"])
+            if self.augment is None:
+                image = self.image_processor.prepare_image(example["image"])
+            else:
+                image = self.image_processor.load_and_crop(example["image"])
         except (ValueError, OSError) as error:
             logger.warning("skipping %s: %s", key, error)
             return None
         if self.augment is not None:
-            image, flipped = self.augment(image, rng)
+            image, flipped = self.augment.place(image, self.image_processor.placement(*image.size), rng)
             if flipped and record.get("eyes_side") in ("left", "right"):
                 record["eyes_side"] = "right" if record["eyes_side"] == "left" else "left"
         caption, caption_facts = self.captioner.caption_with_facts(record, self.epoch)
