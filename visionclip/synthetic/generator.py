@@ -57,6 +57,13 @@ def encode_png(image: Image.Image, compress_level: int = 1) -> bytes:
     return buffer.getvalue()
 
 
+def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:
+    """JPEG bytes of an image, as fundus cameras store them (4:4:4 chroma: lesions are a few pixels wide)."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality, subsampling=0)
+    return buffer.getvalue()
+
+
 class FundusGenerator:
     """Procedural colour fundus photographs with labels that match what is drawn.
 

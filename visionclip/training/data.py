@@ -21,6 +21,8 @@ def embedded_dataset_dir(config: TrainConfig) -> Path:
         f"synthetic-v{GENERATOR_VERSION}-s{config.synthetic_seed}-{config.synthetic_image_size}px-"
         f"{config.synthetic_train}-{config.synthetic_validation}-mix{mix:08d}"
     )
+    if config.synthetic_image_format != "png":
+        name += f"-{config.synthetic_image_format}"
     return Path(config.cache_dir) / name
 
 
@@ -35,7 +37,12 @@ def ensure_embedded_dataset(config: TrainConfig, workers: int) -> Path:
     folder = embedded_dataset_dir(config)
     splits = {config.train_split: config.synthetic_train, config.eval_split: config.synthetic_validation}
     prevalence = resolve_prevalence(config.synthetic_prevalence)
-    maker = SampleMaker(config.synthetic_image_size, config.synthetic_seed, tuple(sorted(prevalence.items())))
+    maker = SampleMaker(
+        config.synthetic_image_size,
+        config.synthetic_seed,
+        tuple(sorted(prevalence.items())),
+        image_format=config.synthetic_image_format,
+    )
     rows_per_shard = max(1, min(250, config.synthetic_train // 32))
     with tqdm(total=sum(splits.values()), desc="generating embedded dataset", unit="img") as progress:
         report = write_parquet_dataset(
