@@ -68,7 +68,7 @@ class TrainConfig:
     findings_per_caption: int = 0  # state at most N of an image's findings per caption, resampled each epoch (0: all)
     batch_size: int = 64  # global contrastive batch per optimizer step (all processes x accumulation)
     accum_steps: int = 1  # micro-batches per step; the contrastive batch stays the global batch
-    max_steps: int = 1000  # optimizer steps
+    max_steps: int = 1200  # optimizer steps
     lr: float = 1e-3  # peak learning rate
     min_lr: float = 1e-5  # final learning rate of the cosine schedule
     warmup_steps: int = 50  # linear warm-up steps
