@@ -27,6 +27,8 @@ def run(*args: str) -> subprocess.CompletedProcess:
         (["--num-images", "3", "--image-size", "big"], "invalid int value"),
         (["--num-images", "3", "--workers", "0"], "--workers must be between"),
         (["--splits", "train=3,validation=2", "--format", "release"], "--format release"),
+        (["--num-images", "3", "--image-format", "jpeg", "--jpeg-quality", "0"], "--jpeg-quality must be 1-100"),
+        (["--num-images", "3", "--image-format", "webp"], "invalid choice: 'webp'"),
     ],
 )
 def test_bad_options_fail_clearly(tmp_path, args, message):

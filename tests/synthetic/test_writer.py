@@ -49,3 +49,32 @@ def test_summary_and_contact_sheet():
     assert sheet.size[0] == 240 and sheet.size[1] > 160
     with pytest.raises(ValueError):
         contact_sheet([])
+
+
+def test_jpeg_rows_keep_the_labels_and_hash_their_own_bytes():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from visionclip.shards import ShardSpec
+
+    png, jpeg = SampleMaker(96, 3, ()), SampleMaker(96, 3, (), image_format="jpeg", jpeg_quality=95)
+    spec = ShardSpec(split="validation", index=0, count=1, start=0, stop=3)
+    for index in range(3):
+        lossless, lossy = png.row(spec, index), jpeg.row(spec, index)
+        data = lossy["image"]["bytes"]
+        assert Image.open(io.BytesIO(data)).format == "JPEG"
+        assert lossy["file_name"] == f"validation-{index}.jpg" and lossless["file_name"] == f"validation-{index}.png"
+        assert lossy["file_md5"] == hashlib.md5(data).hexdigest()
+        ignored = ("image", "file_name", "file_md5")
+        assert {k: v for k, v in lossy.items() if k not in ignored} == {
+            k: v for k, v in lossless.items() if k not in ignored
+        }
+        difference = np.abs(
+            np.asarray(Image.open(io.BytesIO(data)), dtype=float)
+            - np.asarray(Image.open(io.BytesIO(lossless["image"]["bytes"])), dtype=float)
+        )
+        assert difference.mean() < 3.0
+    with pytest.raises(ValueError, match="image_format"):
+        SampleMaker(96, 3, (), image_format="webp")
