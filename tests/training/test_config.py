@@ -25,6 +25,9 @@ def test_defaults_are_valid_and_flags_override_yaml(tmp_path):
         (["--augment", "maybe"], "expected true or false"),
         (["--filters", "[1, 2]"], "expected a JSON object"),
         (["--mixed-precision", "fp8"], "mixed_precision"),
+        (["--synthetic-image-format", "webp"], "synthetic_image_format"),
+        (["--label-similarity", "cosine"], "label_similarity"),
+        (["--findings-per-caption", "-1"], "findings_per_caption"),
     ],
 )
 def test_bad_options_are_named(argv, message, capsys):
