@@ -85,7 +85,7 @@ def make_batch(processor, batch_size: int) -> dict[str, torch.Tensor]:
 
 
 def training_step(model, optimizer, batch, bf16: bool) -> None:
-    if hasattr(model, "visual_projection") and type(model).__name__ == "VisionCLIPModel":
+    if type(model).__name__ == "VisionCLIPModel":
         # what train.py feeds the small preset (channels-last, see visionclip.training.loop)
         batch = {**batch, "pixel_values": batch["pixel_values"].contiguous(memory_format=torch.channels_last)}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

@@ -110,8 +110,9 @@ RANK_SCRIPT = textwrap.dedent(
     """
     import json, sys
     sys.path.insert(0, sys.argv[1])
+    sys.path.insert(0, sys.argv[1] + "/tests")
+    from test_streaming import FileNameCaptioner
     from image_processing_visionclip import VisionCLIPImageProcessor
-    from visionclip.captions import FACTS
     from visionclip.streaming import build_stream, make_dataloader
     from visionclip.tokenization import build_knowledge_base_tokenizer
 
@@ -119,10 +120,6 @@ RANK_SCRIPT = textwrap.dedent(
     stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
                           build_knowledge_base_tokenizer(), batch_size=4, rank=rank, world_size=world,
                           shuffle_buffer=8, seed=3, drop_last=False)
-    class FileNameCaptioner:
-        def caption_with_facts(self, record, epoch):
-            return record["file_name"], [0] * (2 * len(FACTS))
-
     stream.captioner = FileNameCaptioner()  # identify examples exactly
     order = []
     for epoch in range(epochs):
@@ -155,8 +152,9 @@ RESUME_SCRIPT = textwrap.dedent(
     """
     import json, sys, torch
     sys.path.insert(0, sys.argv[1])
+    sys.path.insert(0, sys.argv[1] + "/tests")
+    from test_streaming import FileNameCaptioner
     from image_processing_visionclip import VisionCLIPImageProcessor
-    from visionclip.captions import FACTS
     from visionclip.streaming import build_stream, make_dataloader
     from visionclip.tokenization import build_knowledge_base_tokenizer
 
@@ -164,10 +162,6 @@ RESUME_SCRIPT = textwrap.dedent(
     stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
                           build_knowledge_base_tokenizer(), batch_size=4, shuffle_buffer=buffer, seed=5,
                           drop_last=False)
-    class FileNameCaptioner:
-        def caption_with_facts(self, record, epoch):
-            return record["file_name"], [0] * (2 * len(FACTS))
-
     stream.captioner = FileNameCaptioner()
     stream.set_epoch(1)
     seen = []

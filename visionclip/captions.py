@@ -27,7 +27,7 @@ FACTS: tuple[str, ...] = (
     *(f"{column}=0" for column in READABILITY_COLUMNS),
     "normal",
 )
-_GRADE_FACTS = tuple(range(4))
+_GRADE_FACTS = tuple(index for index, fact in enumerate(FACTS) if fact.startswith("dr_grade="))
 
 Polarity = Literal["present", "absent", "quality"]
 

@@ -82,6 +82,13 @@ def label_facts(labels: torch.Tensor) -> torch.Tensor:
     return torch.cat([grades, findings, unreadable, ~disease], dim=1).float()
 
 
+LABEL_SIMILARITIES = ("exact", "jaccard", "entailment")
+
+
+def _rows_sum_to_one(weights: torch.Tensor) -> torch.Tensor:
+    return weights / weights.sum(dim=-1, keepdim=True)
+
+
 class LabelAwareLoss(nn.Module):
     """FLAIR-style soft-target InfoNCE: a caption is a (partly) correct description of every image that shares its
     labels, so those pairs are not pushed apart as plain InfoNCE would.
@@ -100,8 +107,8 @@ class LabelAwareLoss(nn.Module):
 
     def __init__(self, similarity: str = "exact"):
         super().__init__()
-        if similarity not in ("exact", "jaccard", "entailment"):
-            raise ValueError(f"similarity must be 'exact', 'jaccard' or 'entailment', got {similarity!r}")
+        if similarity not in LABEL_SIMILARITIES:
+            raise ValueError(f"similarity must be one of {LABEL_SIMILARITIES}, got {similarity!r}")
         self.similarity = similarity
 
     def pair_weights(self, labels: torch.Tensor, caption_facts: torch.Tensor | None = None) -> torch.Tensor:
@@ -123,8 +130,7 @@ class LabelAwareLoss(nn.Module):
 
     def targets(self, labels: torch.Tensor, caption_facts: torch.Tensor | None = None) -> torch.Tensor:
         """Image-to-text targets (rows sum to 1); text-to-image targets are `targets` of the transposed weights."""
-        weights = self.pair_weights(labels, caption_facts)
-        return weights / weights.sum(dim=-1, keepdim=True)
+        return _rows_sum_to_one(self.pair_weights(labels, caption_facts))
 
     def forward(self, image_embeds, text_embeds, logit_scale, labels, caption_facts=None) -> torch.Tensor:
         """`labels`: `(local_batch, num_label_columns)` integers; `caption_facts`: `(local_batch, 2 * len(FACTS))`
@@ -134,9 +140,9 @@ class LabelAwareLoss(nn.Module):
             caption_facts = gather(caption_facts)
         logits = logit_scale * image_embeds @ text_embeds.t()
         weights = self.pair_weights(labels, caption_facts).to(logits.dtype)
-        image_targets = weights / weights.sum(dim=1, keepdim=True)
-        text_targets = weights.t() / weights.t().sum(dim=1, keepdim=True)
-        return (soft_cross_entropy(logits, image_targets) + soft_cross_entropy(logits.t(), text_targets)) / 2
+        image_loss = soft_cross_entropy(logits, _rows_sum_to_one(weights))
+        text_loss = soft_cross_entropy(logits.t(), _rows_sum_to_one(weights.t()))
+        return (image_loss + text_loss) / 2
 
 
 class SigLipLoss(nn.Module):

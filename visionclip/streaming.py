@@ -204,11 +204,10 @@ class FundusStream(torch.utils.data.IterableDataset):
         for column, keep in self.keep_probability.items():
             if rng.random() >= keep.get(int(record[column]), 1.0):
                 return None
+        # with augmentation the crop is resized, padded and warped in one resampling (FundusAugment.place)
+        load = self.image_processor.prepare_image if self.augment is None else self.image_processor.load_and_crop
         try:
-            if self.augment is None:
-                image = self.image_processor.prepare_image(example["image"])
-            else:
-                image = self.image_processor.load_and_crop(example["image"])
+            image = load(example["image"])
         except (ValueError, OSError) as error:
             logger.warning("skipping %s: %s", key, error)
             return None

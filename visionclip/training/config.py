@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from ..losses import LOSSES
+from ..losses import LABEL_SIMILARITIES, LOSSES
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 # The embedded default's label mix: fewer fully normal eyes and every finding at 10%, so that a 15-minute CPU run
@@ -126,10 +126,8 @@ class TrainConfig:
         ]
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
-        if self.label_similarity not in ("exact", "jaccard", "entailment"):
-            problems.append(
-                f"label_similarity must be 'exact', 'jaccard' or 'entailment', got {self.label_similarity!r}"
-            )
+        if self.label_similarity not in LABEL_SIMILARITIES:
+            problems.append(f"label_similarity must be one of {LABEL_SIMILARITIES}, got {self.label_similarity!r}")
         if self.findings_per_caption < 0:
             problems.append(f"findings_per_caption must be 0 (all) or positive, got {self.findings_per_caption}")
         if self.mixed_precision not in MIXED_PRECISION:
@@ -142,8 +140,12 @@ class TrainConfig:
             problems.append(f"warmup_steps ({self.warmup_steps}) must be below max_steps ({self.max_steps})")
         if self.synthetic_image_size < 32:
             problems.append(f"synthetic_image_size must be at least 32, got {self.synthetic_image_size}")
-        if self.synthetic_image_format not in ("png", "jpeg"):
-            problems.append(f"synthetic_image_format must be 'png' or 'jpeg', got {self.synthetic_image_format!r}")
+        from ..synthetic.writer import IMAGE_FORMATS
+
+        if self.synthetic_image_format not in IMAGE_FORMATS:
+            problems.append(
+                f"synthetic_image_format must be one of {sorted(IMAGE_FORMATS)}, got {self.synthetic_image_format!r}"
+            )
         if self.filters is not None and not all(isinstance(v, list) for v in self.filters.values()):
             problems.append(f"filters must map columns to lists of allowed values, got {self.filters!r}")
         if self.synthetic_prevalence is not None:
