@@ -54,15 +54,51 @@ def synthetic_eval_results(
 
 
 def evaluation_table(results: Mapping[str, Mapping[str, Any]]) -> str:
-    lines = ["| finding | zero-shot AUROC | positives | negatives |", "|---|---|---|---|"]
+    lines = [
+        f"| finding | zero-shot AUROC | reaches {TARGET_AUROC} | positives | negatives |",
+        "|---|---|---|---|---|",
+    ]
     for finding, result in results.items():
-        auroc = "too rare to measure" if result["auroc"] is None else f"{result['auroc']:.3f}"
-        lines.append(f"| {finding} | {auroc} | {result['positives']} | {result['negatives']} |")
+        if result["auroc"] is None:
+            auroc, reached = "too rare to measure", "–"
+        else:
+            auroc, reached = f"{result['auroc']:.3f}", "yes" if result["auroc"] >= TARGET_AUROC else "no"
+        lines.append(f"| {finding} | {auroc} | {reached} | {result['positives']} | {result['negatives']} |")
     return "\n".join(lines)
+
+
+def below_target(results: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Measurable findings whose held-out AUROC is below `TARGET_AUROC`, weakest first."""
+    measured = [(r["auroc"], finding) for finding, r in results.items() if r.get("auroc") is not None]
+    return [finding for auroc, finding in sorted(measured) if auroc < TARGET_AUROC]
+
+
+def below_target_note(results: Mapping[str, Mapping[str, Any]]) -> str:
+    """One paragraph: how many measurable findings reach the target and why the others may not."""
+    measurable = sum(r.get("auroc") is not None for r in results.values())
+    below = below_target(results)
+    if not below:
+        return f"Every measurable finding ({measurable}) reaches AUROC {TARGET_AUROC}."
+    listed = ", ".join(f"{finding} ({results[finding]['auroc']:.3f})" for finding in below)
+    return (
+        f"{measurable - len(below)} of {measurable} measurable findings reach AUROC {TARGET_AUROC}; below it: "
+        f"{listed}. {BELOW_TARGET_REASONS}"
+    )
 
 
 RESULTS_FILE = "eval_results.json"  # {"training_summary", "held_out_synthetic", "real_datasets"} in a model folder
 WIDGET_LABELS = "glaucoma, diabetic retinopathy, a normal fundus"
+TARGET_AUROC = 0.9  # the project's bar for a finding learnt from the synthetic data
+BELOW_TARGET_REASONS = (
+    "The held-out images come from the same generator with exact labels, so a finding below the bar is one the "
+    "model has not learnt to see well enough, not a labelling problem. In the project's measurements the weakest "
+    "findings are those whose signs are smallest at the model's input size (arteriolar narrowing and AV nicking, "
+    "microaneurysms, the macular hole, a serous blister) or shared with other findings (cotton-wool spots and "
+    "haemorrhages occur in DR, hypertension and vein occlusion). A logistic-regression probe on the image "
+    "embeddings also stays below the bar for most of them, so the image features are the main limit and the "
+    "prompts cost a few hundredths more; the CPU demo run is short and compute-bound. The repository's "
+    "`docs/generator.md` gives the AUROC a supervised CNN reaches on each label as a reference."
+)
 
 
 def _read(path: Path, loader) -> Any:
@@ -97,7 +133,10 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
     if synthetic:
         evaluation.append(
             "Zero-shot AUROC per finding on the held-out synthetic split (prompt ensembles from the "
-            "knowledge base, finding vs its denial):\n\n" + evaluation_table(synthetic)
+            "knowledge base, finding vs its denial):\n\n"
+            + evaluation_table(synthetic)
+            + "\n\n"
+            + below_target_note(synthetic)
         )
     widget = (
         [

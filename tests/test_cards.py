@@ -1,0 +1,45 @@
+"""The model card's held-out table and its note on findings below the target AUROC."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from visionclip.cards import TARGET_AUROC, below_target, below_target_note, evaluation_table, render_model_card
+
+RESULTS = {
+    "glaucoma": {"auroc": 0.95, "positives": 40, "negatives": 400},
+    "macular_hole": {"auroc": 0.71, "positives": 30, "negatives": 410},
+    "rvo": {"auroc": 0.88, "positives": 35, "negatives": 405},
+    "laser_scars": {"auroc": None, "positives": 3, "negatives": 437},
+}
+
+
+def test_below_target_lists_measurable_findings_under_the_bar_weakest_first():
+    assert below_target(RESULTS) == ["macular_hole", "rvo"]
+    assert below_target({"amd": {"auroc": TARGET_AUROC, "positives": 20, "negatives": 20}}) == []
+
+
+def test_note_counts_and_names_the_findings_below_the_bar():
+    note = below_target_note(RESULTS)
+    assert note.startswith("1 of 3 measurable findings reach AUROC 0.9; below it: macular_hole (0.710), rvo (0.880).")
+    assert "laser_scars" not in note
+    passing = {"glaucoma": RESULTS["glaucoma"]}
+    assert below_target_note(passing) == "Every measurable finding (1) reaches AUROC 0.9."
+
+
+def test_table_marks_each_finding():
+    rows = evaluation_table(RESULTS).splitlines()
+    assert rows[0] == "| finding | zero-shot AUROC | reaches 0.9 | positives | negatives |"
+    assert "| glaucoma | 0.950 | yes | 40 | 400 |" in rows
+    assert "| rvo | 0.880 | no | 35 | 405 |" in rows
+    assert "| laser_scars | too rare to measure | – | 3 | 437 |" in rows
+
+
+def test_rendered_card_explains_the_findings_below_the_bar(tiny_folder, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    (folder / "eval_results.json").write_text(json.dumps({"held_out_synthetic": RESULTS}))
+    text = render_model_card(folder, model_path=str(folder)).text
+    assert "| macular_hole | 0.710 | no | 30 | 410 |" in text
+    assert "below it: macular_hole (0.710), rvo (0.880)" in text
