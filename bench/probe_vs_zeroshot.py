@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -70,8 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     image_processor, tokenizer = processor.image_processor, processor.tokenizer
     held_out = HeldOutEvaluator([str(f) for f in held_out_files], image_processor, tokenizer, args.held_out_samples)
     train = HeldOutEvaluator([str(f) for f in train_files], image_processor, tokenizer, args.train_samples)
-    with torch.no_grad():
-        zero_shot = held_out.evaluate(model)
+    zero_shot = held_out.evaluate(model)
     probes = probe_aurocs(train, held_out, model)
     print(f"{args.model}: {len(train)} training / {len(held_out)} held-out images")
     print(f"{'finding':28s} {'zero-shot':>9s} {'probe':>7s} {'gap':>7s}")
