@@ -33,6 +33,7 @@ from visionclip.synthetic import FundusGenerator, resolve_prevalence
 from visionclip.synthetic.generator import MAX_SIZE, MIN_SIZE
 from visionclip.synthetic.labels import PREVALENCE_HELP
 from visionclip.synthetic.writer import (
+    IMAGE_FORMATS,
     SampleMaker,
     contact_sheet,
     parse_splits,
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--png-compress-level", type=int, default=1, help="zlib level 0-9 (default 1: fast)")
     parser.add_argument(
         "--image-format",
-        choices=("png", "jpeg"),
+        choices=sorted(IMAGE_FORMATS),
         default="png",
         help="png (lossless, like SynFundus-1M; default) or jpeg (6x faster to decode in training)",
     )

@@ -29,6 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from modeling_visionclip import VisionCLIPModel  # noqa: E402
 from visionclip.captions import Captioner  # noqa: E402
 from visionclip.presets import build_model_and_processor  # noqa: E402
 from visionclip.schema import COLUMN_NAMES, FINDING_COLUMNS  # noqa: E402
@@ -85,7 +86,7 @@ def make_batch(processor, batch_size: int) -> dict[str, torch.Tensor]:
 
 
 def training_step(model, optimizer, batch, bf16: bool) -> None:
-    if type(model).__name__ == "VisionCLIPModel":
+    if isinstance(model, VisionCLIPModel):
         # what train.py feeds the small preset (channels-last, see visionclip.training.loop)
         batch = {**batch, "pixel_values": batch["pixel_values"].contiguous(memory_format=torch.channels_last)}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):

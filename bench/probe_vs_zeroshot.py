@@ -28,12 +28,11 @@ from visionclip.training.evaluation import HeldOutEvaluator  # noqa: E402
 DEFAULT_MODEL = ROOT / "runs" / "visionclip-small" / "model"
 
 
-def probe_aurocs(train: HeldOutEvaluator, held_out: HeldOutEvaluator, model) -> dict[str, float]:
-    """Held-out AUROC of a logistic regression per finding, fitted on the training embeddings."""
+def probe_aurocs(train: HeldOutEvaluator, held_out: HeldOutEvaluator, train_x, test_x) -> dict[str, float]:
+    """Held-out AUROC of a logistic regression per finding, fitted on the training embeddings `train_x`."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import roc_auc_score
 
-    train_x, test_x = train.image_embeddings(model).numpy(), held_out.image_embeddings(model).numpy()
     results = {}
     for probe in held_out.probes:
         column = CAPTIONED_COLUMNS.index(probe.column)
@@ -69,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     image_processor, tokenizer = processor.image_processor, processor.tokenizer
     held_out = HeldOutEvaluator([str(f) for f in held_out_files], image_processor, tokenizer, args.held_out_samples)
     train = HeldOutEvaluator([str(f) for f in train_files], image_processor, tokenizer, args.train_samples)
-    zero_shot = held_out.evaluate(model)
-    probes = probe_aurocs(train, held_out, model)
+    held_out_embeddings = held_out.image_embeddings(model)
+    zero_shot = held_out.evaluate(model, held_out_embeddings)
+    probes = probe_aurocs(train, held_out, train.image_embeddings(model).numpy(), held_out_embeddings.numpy())
     print(f"{args.model}: {len(train)} training / {len(held_out)} held-out images")
     print(f"{'finding':28s} {'zero-shot':>9s} {'probe':>7s} {'gap':>7s}")
     for name, probe in probes.items():

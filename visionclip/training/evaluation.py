@@ -92,11 +92,12 @@ class HeldOutEvaluator:
         return torch.cat(chunks)
 
     @torch.no_grad()
-    def evaluate(self, model) -> dict[str, dict[str, float | int | None]]:
-        """`{finding: {"auroc", "positives", "negatives"}}`; AUROC is None when a side has < MIN_POSITIVES."""
+    def evaluate(self, model, embeddings: torch.Tensor | None = None) -> dict[str, dict[str, float | int | None]]:
+        """`{finding: {"auroc", "positives", "negatives"}}`; AUROC is None when a side has < MIN_POSITIVES.
+        `embeddings`: this split's `image_embeddings(model)`, when the caller already has them."""
         was_training = model.training
         model.eval()
-        embeddings = self.image_embeddings(model)
+        embeddings = self.image_embeddings(model) if embeddings is None else embeddings
         results = {}
         for probe in self.probes:
             truth = self.labels[:, CAPTIONED_COLUMNS.index(probe.column)] >= probe.threshold
