@@ -312,6 +312,12 @@ class VisionCLIPImageProcessor(PilBackend):
             out += offset
         return pixel_values
 
+    def pixel_value_range(self, **kwargs) -> tuple[float, float]:
+        """The lowest and highest value `pixel_values` can hold with these settings (black and white pixels)."""
+        gain, offset = self._affine(**kwargs)
+        ends = np.stack([offset, 255 * gain + offset])
+        return float(ends.min()), float(ends.max())
+
     def _affine(self, **kwargs) -> tuple[np.ndarray, np.ndarray]:
         """Per-channel `gain`, `offset` with `pixel * gain + offset` == rescale-then-normalise."""
         gain = np.full((3, 1, 1), 1.0, dtype=np.float32)

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file, save_file
 from transformers import BertConfig, BertModel, ResNetConfig, ResNetModel
 
@@ -280,6 +282,65 @@ def test_zero_shot_errors_name_the_problem(tiny_model_and_processor):
         model.zero_shot([], processor=processor, class_names=["glaucoma"])
     with pytest.raises(ValueError, match="processor"):
         model.zero_shot([], processor=None, task="amd")
+
+
+@pytest.mark.parametrize(
+    ("class_names", "message"),
+    [
+        ("amd", r"a list of class names, not the string 'amd'.*task="),
+        (["glaucoma", ""], "class name '' is empty"),
+        (["glaucoma", "   "], "class name '   ' is empty"),
+        (["glaucoma", None], "class name None is not a string"),
+        (["glaucoma", 3], "class name 3 is not a string"),
+        ([], "at least two distinct"),
+        (["glaucoma", "glaucoma "], "at least two distinct"),
+    ],
+    ids=["string", "empty", "blank", "none", "number", "no-names", "same-after-strip"],
+)
+def test_free_form_class_names_are_validated(tiny_model_and_processor, real_photos, class_names, message):
+    model, processor = tiny_model_and_processor
+    with pytest.raises(ValueError, match=message):
+        model.class_prompts(class_names=class_names)
+    with pytest.raises(ValueError, match=message):
+        model.zero_shot(real_photos[:1], processor, class_names=class_names)
+
+
+def _pixel_values(processor, photos) -> torch.Tensor:
+    return processor.image_processor(photos, return_tensors="pt")["pixel_values"]
+
+
+@pytest.mark.parametrize(
+    ("make_images", "batch_size", "message"),
+    [
+        (lambda processor, photos: [], 8, "no images"),
+        (lambda processor, photos: _pixel_values(processor, photos)[:0], 8, "no images"),
+        (lambda processor, photos: photos, 0, "batch_size must be a positive integer, got 0"),
+        (lambda processor, photos: photos, -1, "batch_size must be a positive integer, got -1"),
+        (lambda processor, photos: photos, 2.5, "batch_size must be a positive integer, got 2.5"),
+        (lambda processor, photos: _pixel_values(processor, photos)[0], 8, r"\(N, 3, H, W\).*unsqueeze\(0\)"),
+        (
+            lambda processor, photos: (_pixel_values(processor, photos) * 0 + 200).to(torch.uint8),
+            8,
+            "integers.*raw pixels",
+        ),
+        (lambda processor, photos: torch.full((1, 3, 64, 64), 200.0), 8, "outside the range.*raw pixels"),
+        (lambda processor, photos: torch.full((1, 64, 64, 3), -1.0), 8, r"\(N, 3, H, W\)"),
+    ],
+    ids=["empty-list", "empty-tensor", "batch-0", "batch-minus-1", "batch-float", "3d", "uint8", "0-255", "nhwc"],
+)
+def test_zero_shot_inputs_are_validated(tiny_model_and_processor, real_photos, make_images, batch_size, message):
+    model, processor = tiny_model_and_processor
+    images = make_images(processor, real_photos[:2])
+    with pytest.raises(ValueError, match=message):
+        model.zero_shot(images, processor, task="glaucoma", batch_size=batch_size)
+
+
+def test_zero_shot_takes_raw_image_tensors_in_a_list(tiny_model_and_processor, real_photos):
+    model, processor = tiny_model_and_processor
+    photo = np.asarray(Image.open(real_photos[0]).convert("RGB"))
+    from_path = model.zero_shot(real_photos[:1], processor, task="glaucoma").probs
+    for raw in (torch.from_numpy(photo), torch.from_numpy(photo).permute(2, 0, 1).contiguous()):
+        torch.testing.assert_close(model.zero_shot([raw], processor, task="glaucoma").probs, from_path)
 
 
 def test_config_validation_and_round_trip():
