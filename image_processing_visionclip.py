@@ -1,42 +1,61 @@
 """Fundus image processor for VisionCLIP (PIL backend, no torchvision).
 
-Every image goes through the same steps: load and convert to 8-bit RGB (paths, bytes, PIL images, NumPy arrays and
-tensors; EXIF orientation; grayscale, 16-bit, RGBA, palette and CMYK), crop the field of view (the dark border
-around the circular fundus), resize the long side and zero-pad to a square (FLAIR style), rescale and normalise.
+Every image goes through the same steps: load and convert to 8-bit RGB (paths, URLs, bytes, PIL images, NumPy arrays
+and tensors; EXIF orientation; grayscale, 10- to 16-bit, float, RGBA, palette and CMYK), crop the field of view (the
+dark border around the circular fundus), resize the long side and zero-pad to a square (FLAIR style), rescale and
+normalise. Loading rules (each violation is a `ValueError` naming the input and the problem):
+
+- Size: an image whose decoded size (width x height x channels x bytes per channel, read from the file header
+  before decoding) exceeds `max_image_bytes` is refused, as is one under 8 px on a side.
+- Float arrays and tensors (any float dtype, bfloat16 included) hold 0..1 (scaled by 255) or 0..255 values;
+  negative values (an image already normalised with a mean and std) and values above 255 are refused, never clipped.
+- Integer images (arrays, tensors and 16/32-bit files) are scaled from the smallest bit depth of 8, 10, 12, 14 and
+  16 bits whose range holds their peak value: a 12-bit sensor's image (peak <= 4095) is scaled by 255/4095, not
+  treated as a near-black 16-bit one. A 16-bit image whose brightest pixel is below 1/16 of its range is therefore
+  brightened as if it had fewer bits. Peaks above 65535 are scaled by the peak. Negative integers are refused.
+- URLs (http/https) are fetched with a timeout; network errors, HTTP errors and responses that are not images are
+  refused naming the URL.
 """
 
+import http.client
 import io
+import math
 import os
+import urllib.error
+import urllib.request
 import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 from transformers.image_processing_backends import PilBackend
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling
 from transformers.processing_utils import ImagesKwargs
 
-DEFAULT_MAX_IMAGE_PIXELS = 100_000_000
+DEFAULT_MAX_IMAGE_BYTES = 200_000_000  # a 24-megapixel 16-bit RGB photograph (144 MB) fits
 MIN_IMAGE_SIDE = 8
 FOV_ANALYSIS_SIDE = 128  # the field of view is located on a thumbnail about this wide
+URL_TIMEOUT_SECONDS = 30
+INTEGER_BIT_DEPTHS = (8, 10, 12, 14, 16)
 
 
 class VisionCLIPImageProcessorKwargs(ImagesKwargs, total=False):
     r"""
     do_crop_fov (`bool`): crop to the bounding box of the circular field of view before resizing.
-    fov_threshold (`float`): a pixel belongs to the field of view when its red channel exceeds this fraction of
-        the image's 99th-percentile red level (and an absolute floor of 10/255).
-    fov_margin (`float`): margin kept around the field of view, as a fraction of its size.
+    fov_threshold (`float`, 0 to below 1): a pixel belongs to the field of view when its red channel exceeds this
+        fraction of the image's 99th-percentile red level (and an absolute floor of 10/255).
+    fov_margin (`float`, 0 to 0.5): margin kept around the field of view, as a fraction of its size.
     keep_aspect_ratio (`bool`): resize the long side to fit `size` and zero-pad the rest (True), or stretch.
-    max_image_pixels (`int`): refuse larger images (decompression-bomb guard).
+    max_image_bytes (`int`): refuse images whose decoded size (width x height x channels x bytes per channel) is
+        larger (decompression-bomb guard).
     """
 
     do_crop_fov: bool | None
     fov_threshold: float | None
     fov_margin: float | None
     keep_aspect_ratio: bool | None
-    max_image_pixels: int | None
+    max_image_bytes: int | None
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -46,12 +65,28 @@ def _describe(source: Any) -> str:
     return f"<{type(source).__name__}>"
 
 
-def _open_image_file(source: Any, max_image_pixels: int, draft_side: int | None = None) -> Image.Image:
+def _fetch_url(url: str, max_image_bytes: int) -> bytes:
+    """The body of `url`, or a `ValueError` naming the URL and what went wrong (never a hang: a timeout applies)."""
+    try:
+        with urllib.request.urlopen(url, timeout=URL_TIMEOUT_SECONDS) as response:
+            data = response.read(max_image_bytes + 1)
+    except urllib.error.HTTPError as error:
+        raise ValueError(f"{url}: the server answered HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as error:
+        raise ValueError(f"{url}: could not be fetched ({getattr(error, 'reason', error)})") from None
+    if len(data) > max_image_bytes:
+        raise ValueError(f"{url}: the download exceeds max_image_bytes={max_image_bytes:,}")
+    return data
+
+
+def _open_image_file(
+    source: Any, max_image_bytes: int, draft_side: int | None = None, name: str | None = None
+) -> Image.Image:
     """Open a path, bytes or a `datasets` image dict; fully decode it; raise `ValueError` with the reason.
 
     With `draft_side`, a JPEG is decoded at the smallest DCT scale whose both sides are still >= `draft_side`
     (much faster for large photographs than decoding everything and resizing)."""
-    name = _describe(source)
+    name = name or _describe(source)
     if isinstance(source, dict):
         if source.get("bytes") is not None:
             source = source["bytes"]
@@ -67,7 +102,7 @@ def _open_image_file(source: Any, max_image_pixels: int, draft_side: int | None 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(source)
-        _check_size(image, name, max_image_pixels)
+        _check_size(image, name, max_image_bytes)
         if draft_side and image.format == "JPEG":
             image.draft("RGB", (draft_side, draft_side))
         image.load()
@@ -80,38 +115,77 @@ def _open_image_file(source: Any, max_image_pixels: int, draft_side: int | None 
     return image
 
 
-def _check_size(image: Image.Image, name: str, max_image_pixels: int) -> None:
+def _decoded_bytes(image: Image.Image) -> int:
+    """Width x height x channels x bytes per channel of `image` once decoded (known from the header alone)."""
+    try:
+        mode = ImageMode.getmode(image.mode)
+        per_pixel = len(mode.bands) * np.dtype(mode.typestr).itemsize
+    except (KeyError, TypeError):
+        per_pixel = 4
+    return image.size[0] * image.size[1] * per_pixel
+
+
+def _check_size(image: Image.Image, name: str, max_image_bytes: int) -> None:
     width, height = image.size
-    if width * height > max_image_pixels:
+    decoded = _decoded_bytes(image)
+    if decoded > max_image_bytes:
         raise ValueError(
-            f"{name}: {width}x{height} = {width * height:,} pixels exceeds max_image_pixels={max_image_pixels:,}; "
-            "refusing a possible decompression bomb"
+            f"{name}: {width}x{height} {image.mode} decodes to {decoded:,} bytes, more than "
+            f"max_image_bytes={max_image_bytes:,}; refusing a possible decompression bomb"
         )
     if min(width, height) < MIN_IMAGE_SIDE:
         raise ValueError(f"{name}: {width}x{height} pixels is too small for a fundus photograph")
 
 
+def _float_to_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name}: image array holds NaN or infinite values")
+    low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
+    if low < 0:
+        raise ValueError(
+            f"{name}: image array holds negative values (down to {low:.3g}): it looks normalised with a mean and "
+            "std already; give the image itself (values 0..1 or 0..255), or its pixel_values to the model"
+        )
+    if high > 255:
+        raise ValueError(f"{name}: float image values reach {high:.3g}; expected 0..1 or 0..255")
+    scale = 255.0 if high <= 1.0 else 1.0
+    return np.rint(array.astype(np.float32) * scale).astype(np.uint8)
+
+
+def _integer_to_uint8(array: np.ndarray, name: str) -> np.ndarray:
+    if array.min(initial=0) < 0:
+        raise ValueError(f"{name}: image array holds negative values")
+    peak = int(array.max(initial=0))
+    bits = next((bits for bits in INTEGER_BIT_DEPTHS if peak < 2**bits), None)
+    if bits == 8:
+        return array.astype(np.uint8)
+    if bits is None:  # wider than 16 bits
+        return np.rint(array.astype(np.float64) * (255.0 / peak)).astype(np.uint8)
+    full_scale = 2**bits - 1
+    return ((array.astype(np.uint32) * 255 + full_scale // 2) // full_scale).astype(np.uint8)
+
+
 def _array_to_uint8(array: np.ndarray, name: str) -> np.ndarray:
-    """Scale an image array of any numeric dtype to uint8 without clipping its content."""
+    """Scale an image array of any numeric dtype to uint8 by the rules in the module docstring."""
     if array.dtype == np.uint8:
         return array
     if array.dtype == np.bool_:
         return array.astype(np.uint8) * 255
     if np.issubdtype(array.dtype, np.floating):
-        if not np.isfinite(array).all():
-            raise ValueError(f"{name}: image array holds NaN or infinite values")
-        scale = 255.0 if array.max(initial=0.0) <= 1.0 else 1.0
-        return np.clip(np.rint(array * scale), 0, 255).astype(np.uint8)
+        return _float_to_uint8(array, name)
     if np.issubdtype(array.dtype, np.integer):
-        peak = int(array.max(initial=0))
-        if array.min(initial=0) < 0:
-            raise ValueError(f"{name}: image array holds negative values")
-        if array.dtype == np.uint16 or 255 < peak <= 65535:
-            return ((array.astype(np.uint32) + 128) // 257).astype(np.uint8)  # 16-bit range -> 8-bit
-        if peak > 65535:
-            return (array.astype(np.float64) * (255.0 / peak)).round().astype(np.uint8)
-        return array.astype(np.uint8)
+        return _integer_to_uint8(array, name)
     raise ValueError(f"{name}: unsupported image array dtype {array.dtype}")
+
+
+def _tensor_to_numpy(tensor: Any, name: str) -> np.ndarray:
+    tensor = tensor.detach().cpu()
+    if tensor.is_floating_point():
+        tensor = tensor.float()  # NumPy has no bfloat16
+    try:
+        return tensor.numpy()
+    except TypeError as error:
+        raise ValueError(f"{name}: unsupported tensor dtype {tensor.dtype} ({error})") from None
 
 
 def _array_to_pil(array: np.ndarray, name: str) -> Image.Image:
@@ -144,25 +218,24 @@ def pil_to_rgb(image: Image.Image, name: str = "<image>") -> Image.Image:
 
 
 def load_fundus_image(
-    source: Any, max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, draft_side: int | None = None
+    source: Any, max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES, draft_side: int | None = None
 ) -> Image.Image:
     """Load one image from a path, URL, bytes, `datasets` image dict, PIL image, NumPy array or torch tensor as an
-    upright 8-bit RGB PIL image. Raises `ValueError` (or `FileNotFoundError`) naming the problem. `draft_side`
-    lets large JPEG files decode at a reduced scale that keeps both sides >= `draft_side`."""
+    upright 8-bit RGB PIL image, by the rules in the module docstring. Raises `ValueError` (or `FileNotFoundError`)
+    naming the problem. `draft_side` lets large JPEG files decode at a reduced scale that keeps both sides >=
+    `draft_side`."""
     name = _describe(source)
-    if isinstance(source, str) and source.startswith(("http://", "https://")):
-        from transformers.image_utils import load_image
-
-        source = load_image(source)
     if isinstance(source, Image.Image):
-        _check_size(source, name, max_image_pixels)
+        _check_size(source, name, max_image_bytes)
         image = source
     elif isinstance(source, np.ndarray) or type(source).__module__.startswith("torch"):
-        array = source.detach().cpu().numpy() if hasattr(source, "detach") else source
+        array = _tensor_to_numpy(source, name) if hasattr(source, "detach") else source
         image = _array_to_pil(array, name)
-        _check_size(image, name, max_image_pixels)
+        _check_size(image, name, max_image_bytes)
+    elif isinstance(source, str) and source.startswith(("http://", "https://")):
+        image = _open_image_file(_fetch_url(source, max_image_bytes), max_image_bytes, draft_side, name)
     elif isinstance(source, (str, os.PathLike, bytes, bytearray, memoryview, dict)):
-        image = _open_image_file(source, max_image_pixels, draft_side)
+        image = _open_image_file(source, max_image_bytes, draft_side)
     else:
         raise ValueError(f"Unsupported image input of type {type(source).__name__}")
     return pil_to_rgb(ImageOps.exif_transpose(image), name)
@@ -248,7 +321,11 @@ class VisionCLIPImageProcessor(PilBackend):
     fov_threshold = 0.1
     fov_margin = 0.01
     keep_aspect_ratio = True
-    max_image_pixels = DEFAULT_MAX_IMAGE_PIXELS
+    max_image_bytes = DEFAULT_MAX_IMAGE_BYTES
+
+    def _standardize_kwargs(self, **kwargs) -> dict:
+        _check_settings(kwargs)  # at construction and for every call's overrides, before transformers reads them
+        return super()._standardize_kwargs(**kwargs)
 
     def fetch_images(self, images: Any) -> Any:
         return images  # loading (paths, URLs, arrays) happens in `load_fundus_image`
@@ -273,7 +350,7 @@ class VisionCLIPImageProcessor(PilBackend):
         draft_side = (
             round(1.25 * max(size["height"], size["width"])) if kwargs.get("do_resize", self.do_resize) else None
         )
-        image = load_fundus_image(image, kwargs.get("max_image_pixels") or self.max_image_pixels, draft_side)
+        image = load_fundus_image(image, kwargs.get("max_image_bytes") or self.max_image_bytes, draft_side)
         if kwargs.get("do_crop_fov", self.do_crop_fov):
             image = image.crop(
                 find_field_of_view(
@@ -329,6 +406,47 @@ class VisionCLIPImageProcessor(PilBackend):
             std = np.asarray(kwargs.get("image_std") or self.image_std, dtype=np.float32).reshape(-1, 1, 1)
             gain, offset = gain / std, (offset - mean) / std
         return gain, offset
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_side(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= MIN_IMAGE_SIDE
+
+
+def _check_settings(settings: dict[str, Any]) -> None:
+    """`ValueError` naming the first setting that cannot work (unset ones, None, are skipped)."""
+    size = settings.get("size")
+    if size is not None:
+        if _is_side(size):
+            sides = (size, size)
+        elif isinstance(size, (list, tuple)):
+            sides = tuple(size)
+        else:
+            try:
+                sides = (size["height"], size["width"])
+            except (KeyError, TypeError):
+                sides = ()
+        if len(sides) != 2 or not all(_is_side(side) for side in sides):
+            raise ValueError(
+                f"size must give a height and width of at least {MIN_IMAGE_SIDE} pixels, e.g. "
+                f"{{'height': 512, 'width': 512}}; got {dict(size) if hasattr(size, 'height') else size!r}"
+            )
+    threshold = settings.get("fov_threshold")
+    if threshold is not None and not (_is_number(threshold) and 0 <= threshold < 1):
+        raise ValueError(
+            f"fov_threshold must be a number from 0 to below 1 (a fraction of the bright red level), got {threshold!r}"
+        )
+    margin = settings.get("fov_margin")
+    if margin is not None and not (_is_number(margin) and 0 <= margin <= 0.5):
+        raise ValueError(
+            f"fov_margin must be a number from 0 to 0.5 (a fraction of the field of view's size), got {margin!r}"
+        )
+    limit = settings.get("max_image_bytes")
+    if limit is not None and not (isinstance(limit, (int, np.integer)) and not isinstance(limit, bool) and limit > 0):
+        raise ValueError(f"max_image_bytes must be a positive integer, got {limit!r}")
 
 
 def _flatten_images(images: Any) -> list[Any]:

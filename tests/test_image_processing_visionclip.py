@@ -152,12 +152,33 @@ def test_settings_are_saved_with_the_processor(tmp_path: Path):
     )
     processor.save_pretrained(tmp_path)
     reloaded = VisionCLIPImageProcessor.from_pretrained(tmp_path)
-    for key in ("fov_threshold", "fov_margin", "keep_aspect_ratio", "do_crop_fov", "max_image_pixels"):
+    for key in ("fov_threshold", "fov_margin", "keep_aspect_ratio", "do_crop_fov", "max_image_bytes"):
         assert getattr(reloaded, key) == getattr(processor, key), key
     image = synthetic_fundus()
     torch.testing.assert_close(
         reloaded(image, return_tensors="pt")["pixel_values"], processor(image, return_tensors="pt")["pixel_values"]
     )
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("size", {"height": 0, "width": 0}, "size must give a height and width"),
+        ("size", -5, "size must give a height and width"),
+        ("size", {"shortest_edge": 224}, "size must give a height and width"),
+        ("fov_threshold", 5.0, "fov_threshold must be a number from 0 to below 1"),
+        ("fov_threshold", -0.1, "fov_threshold must be a number from 0 to below 1"),
+        ("fov_threshold", float("nan"), "fov_threshold must be a number from 0 to below 1"),
+        ("fov_margin", -1.0, "fov_margin must be a number from 0 to 0.5"),
+        ("fov_margin", 5.0, "fov_margin must be a number from 0 to 0.5"),
+        ("max_image_bytes", 0, "max_image_bytes must be a positive integer"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_setting(setting, value, message):
+    with pytest.raises(ValueError, match=message):
+        VisionCLIPImageProcessor(**{setting: value})
+    with pytest.raises(ValueError, match=message):
+        VisionCLIPImageProcessor()(synthetic_fundus(), **{setting: value})
 
 
 # --------------------------------------------------------------------------------------- odd inputs

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from image_processing_visionclip import load_fundus_image
+from image_processing_visionclip import DEFAULT_MAX_IMAGE_BYTES, load_fundus_image
 
 from . import shards
 from .schema import COLUMNS, COLUMNS_BY_NAME, LABEL_COLUMNS, as_int, datasets_features
@@ -123,7 +123,7 @@ class ShardTask:
     rows: list[tuple[int, dict[str, str]]]  # (row number in the metadata file, raw row)
     release: str
     extra: list[str]
-    max_image_pixels: int
+    max_image_bytes: int
     duplicates: set[int] = field(default_factory=set)
 
 
@@ -145,7 +145,7 @@ def convert_shard(task: ShardTask, out_dir: str, image_index: dict[str, list[str
             if md5 and hashlib.md5(data).hexdigest() != md5.lower():
                 problems.append(f"md5 mismatch: metadata {md5}, file {hashlib.md5(data).hexdigest()}")
             try:
-                load_fundus_image(data, task.max_image_pixels)
+                load_fundus_image(data, task.max_image_bytes)
             except (ValueError, OSError) as error:
                 problems.append(f"unreadable image: {error}")
         if problems:
@@ -189,7 +189,7 @@ def shard_tasks(
     metadata: ReleaseMetadata,
     release: Path,
     specs: list[shards.ShardSpec],
-    max_image_pixels: int,
+    max_image_bytes: int,
     skip: set[str],
     duplicates: set[int],
 ) -> Iterator[ShardTask]:
@@ -199,7 +199,7 @@ def shard_tasks(
         chunk = [next(rows) for _ in range(spec.num_rows)]
         if spec.filename not in skip:
             numbers = {number for number, _ in chunk} & duplicates
-            yield ShardTask(spec, chunk, str(release), metadata.extra, max_image_pixels, numbers)
+            yield ShardTask(spec, chunk, str(release), metadata.extra, max_image_bytes, numbers)
 
 
 def run_pool(
@@ -256,7 +256,7 @@ def convert_release(
     metadata: str | Path | None = None,
     rows_per_shard: int = 1000,
     workers: int = 1,
-    max_image_pixels: int = 100_000_000,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     progress=None,
 ) -> ConversionSummary:
     """Convert (or finish converting) a release folder; `progress(rows)` is called as shards finish."""
@@ -289,7 +289,7 @@ def convert_release(
         if progress:
             progress(report["rows"] + len(report["rejected"]))
 
-    tasks = shard_tasks(table, release, specs, max_image_pixels, set(reports), duplicates)
+    tasks = shard_tasks(table, release, specs, max_image_bytes, set(reports), duplicates)
     run_pool(tasks, out_dir, index_images(release), workers, done)
     ordered = [reports[spec.filename] for spec in specs]
     counts = Counter()
