@@ -3,11 +3,14 @@
     python publish.py runs/visionclip-small/model your-name/visionclip-small --dry-run
     python publish.py runs/visionclip-small/model your-name/visionclip-small --eval-results eval_results/results.json
 
-Steps: copy the folder to a staging folder (the original is never modified), add real-data results from
-`eval_zeroshot.py` if given, re-render the model card for the repo (widget examples, model-index), validate the
-staged folder in a fresh Python process outside this checkout (AutoModel / AutoProcessor with trust_remote_code,
-the zero-shot pipeline, and the card's own code snippet), then upload it with one `HfApi.upload_folder`.
-The token comes from --token, HF_TOKEN or the stored `hf auth login`.
+Steps: copy the folder's Hub model files (the allow-list in `visionclip/hub.py`: config, weights, remote code,
+processor and tokenizer files, card, examples, results JSON, training config) to a staging folder, naming everything
+left out (checkpoints, pickles, hidden files such as .env, anything else); refuse symlinks that lead out of the
+folder. The original is never modified. Then add real-data results from `eval_zeroshot.py` if given, re-render the
+model card for the repo (widget examples, model-index), validate the staged folder in a fresh Python process
+outside this checkout (AutoModel / AutoProcessor with trust_remote_code, the zero-shot pipeline, and the card's own
+code snippet), and upload it with one `HfApi.upload_folder`. The token comes from --token, HF_TOKEN or the stored
+`hf auth login`.
 """
 
 from __future__ import annotations
@@ -20,19 +23,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-REQUIRED = (
-    "config.json",
-    "model.safetensors",
-    "configuration_visionclip.py",
-    "modeling_visionclip.py",
-    "image_processing_visionclip.py",
-    "processing_visionclip.py",
-    "processor_config.json",
-    "tokenizer.json",
-)
-PICKLES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+from visionclip.hub import HUB_CODE_FILES, HUB_FOLDERS, why_left_out
+
+REQUIRED = ("config.json", "model.safetensors", *HUB_CODE_FILES, "processor_config.json", "tokenizer.json")
+RESULT_KEYS = ("model", "dataset", "mode", "metrics")
+RANDOM_BASELINE = "random init (same architecture)"
 
 VALIDATE = """
 import sys
@@ -49,31 +48,106 @@ print("ok")
 """
 
 
-def check_folder(folder: Path) -> None:
+@dataclass
+class Selection:
+    """The folder's files on the Hub allow-list (relative POSIX paths), and what is left out with the reason."""
+
+    files: list[str] = field(default_factory=list)
+    left_out: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _refuse_links_leaving(path: Path, folder: Path, relative: str) -> None:
+    target = Path(os.path.realpath(path))
+    if not target.is_relative_to(folder.resolve()):
+        raise ValueError(
+            f"{relative} is a symlink to {target}, outside {folder}: refusing to publish a folder that links out of "
+            "itself (copy the file in, or remove the link)"
+        )
+
+
+def _count_files(folder: Path) -> int:
+    return sum(len(names) for _, _, names in os.walk(folder))
+
+
+def select_files(folder: Path) -> Selection:
+    """Walk `folder` without following symlinks: allow-listed files are published, the rest is named with the
+    reason; a symlink whose target lies outside `folder` is refused (`ValueError`)."""
+    selection = Selection()
+    for current, dirs, names in os.walk(folder):
+        here = Path(current)
+        for name in sorted(names):
+            path = here / name
+            relative = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                _refuse_links_leaving(path, folder, relative)
+            reason = why_left_out(relative) or (None if path.is_file() else "broken symlink")
+            if reason:
+                selection.left_out.append((relative, reason))
+            else:
+                selection.files.append(relative)
+        kept = []
+        for name in sorted(dirs):
+            path = here / name
+            relative = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                _refuse_links_leaving(path, folder, relative)
+                selection.left_out.append((relative + "/", "symlinked folder, not followed"))
+            elif relative in HUB_FOLDERS:
+                kept.append(name)
+            else:
+                count = _count_files(path)
+                selection.left_out.append((relative + "/", f"folder of {count} file{'' if count == 1 else 's'}"))
+        dirs[:] = kept
+    return selection
+
+
+def check_folder(folder: Path) -> Selection:
+    """What of `folder` would be published; `ValueError` when it is not a complete VisionCLIP folder."""
     if not folder.is_dir():
         raise FileNotFoundError(f"Model folder not found: {folder}")
-    missing = [name for name in REQUIRED if not (folder / name).is_file()]
+    selection = select_files(folder)
+    missing = [name for name in REQUIRED if name not in selection.files]
     if missing:
         raise ValueError(f"{folder} is not a complete VisionCLIP folder: missing {missing}")
-    pickles = [p.name for p in folder.rglob("*") if p.suffix in PICKLES]
-    if pickles:
-        raise ValueError(f"{folder} holds pickle files {pickles}: publish safetensors only")
+    return selection
 
 
-def stage(folder: Path, staging: Path, repo_id: str, eval_results: Path | None, model_name: str | None) -> None:
-    """Copy the folder, merge real-data results, and re-render README.md for the repo."""
+def read_eval_results(path: Path, model_name: str | None) -> list[dict[str, Any]]:
+    """The entries of `eval_zeroshot.py`'s results.json for one model (default: the first) and the random
+    baseline, that model first; `ValueError` naming the file when it is not such a file."""
+    where = f"--eval-results {path}"
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{where} is not valid JSON ({error}); give the results.json of eval_zeroshot.py") from None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{where}: expected a list of result entries (the results.json of eval_zeroshot.py)")
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: entry {number} is not an object")
+        if any(key not in entry for key in RESULT_KEYS) or not isinstance(entry["metrics"], dict):
+            raise ValueError(f"{where}: entry {number} lacks one of {list(RESULT_KEYS)} (metrics an object)")
+    model = model_name or entries[0]["model"]
+    chosen = [e for e in entries if e["model"] in (model, RANDOM_BASELINE)]
+    if not any(e["model"] == model for e in chosen):
+        raise ValueError(f"{where} has no results for model {model!r}")
+    return sorted(chosen, key=lambda e: e["model"] != model)
+
+
+def stage(
+    folder: Path, selection: Selection, staging: Path, repo_id: str, real_results: list[dict[str, Any]] | None
+) -> None:
+    """Copy the selected files (the original is never modified), merge real-data results, and re-render
+    README.md for the repo."""
     from visionclip.cards import RESULTS_FILE, render_model_card
 
-    shutil.copytree(folder, staging, ignore=shutil.ignore_patterns("*.tmp", ".cache"))
-    if eval_results is not None:
-        entries = json.loads(eval_results.read_text())
-        model = model_name or entries[0]["model"]
-        chosen = [e for e in entries if e["model"] in (model, "random init (same architecture)")]
-        if not any(e["model"] == model for e in chosen):
-            raise ValueError(f"{eval_results} has no results for model {model!r}")
+    for relative in selection.files:
+        (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / relative, staging / relative)
+    if real_results is not None:
         results_file = staging / RESULTS_FILE
         results = json.loads(results_file.read_text()) if results_file.is_file() else {}
-        results["real_datasets"] = sorted(chosen, key=lambda e: e["model"] != model)
+        results["real_datasets"] = real_results
         results_file.write_text(json.dumps(results, indent=2))
     render_model_card(staging, model_path=repo_id, repo_id=repo_id).save(staging / "README.md")
 
@@ -116,6 +190,30 @@ def upload(staging: Path, repo_id: str, private: bool, token: str | None) -> str
     return str(getattr(info, "commit_url", info))
 
 
+def check_repo_id(repo_id: str) -> str | None:
+    """Why `repo_id` is not a Hub model repository id of the form owner/name, or None."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if repo_id.count("/") != 1:
+        return f"repo_id {repo_id!r} must look like owner/name"
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        return f"repo_id {repo_id!r} is not a valid Hub repository id: {error}"
+    return None
+
+
+def print_selection(staging: Path, selection: Selection, repo_id: str) -> None:
+    files = sorted(p for p in staging.rglob("*") if p.is_file())
+    print(f"staged and validated {len(files)} files for {repo_id}:")
+    for path in files:
+        print(f"  {path.relative_to(staging).as_posix()}  ({path.stat().st_size:,} bytes)")
+    if selection.left_out:
+        print(f"left out {len(selection.left_out)} paths (only the Hub model files are published):")
+        for relative, reason in selection.left_out:
+            print(f"  {relative}  ({reason})")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="the Hub-ready folder written by train.py")
@@ -126,23 +224,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="stage and validate, print what would be uploaded")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     args = parser.parse_args(argv)
-    if args.repo_id.count("/") != 1 or not all(args.repo_id.split("/")):
-        parser.error(f"repo_id must look like owner/name, got {args.repo_id!r}")
+    problem = check_repo_id(args.repo_id)
+    if problem:
+        parser.error(problem)
     if args.eval_results is not None and not args.eval_results.is_file():
         parser.error(f"--eval-results {args.eval_results} does not exist")
     with tempfile.TemporaryDirectory(prefix="visionclip-publish-") as workdir:
         staging = Path(workdir) / "staging"
         try:
-            check_folder(args.folder)
-            stage(args.folder, staging, args.repo_id, args.eval_results, args.model_name)
+            selection = check_folder(args.folder)
+            real_results = read_eval_results(args.eval_results, args.model_name) if args.eval_results else None
+            stage(args.folder, selection, staging, args.repo_id, real_results)
             validate(staging, args.repo_id)
         except (ValueError, FileNotFoundError) as error:
             print(f"publish.py: error: {error}", file=sys.stderr)
             return 2
-        files = sorted(p for p in staging.rglob("*") if p.is_file())
-        print(f"staged and validated {len(files)} files for {args.repo_id}:")
-        for path in files:
-            print(f"  {path.relative_to(staging)}  ({path.stat().st_size:,} bytes)")
+        print_selection(staging, selection, args.repo_id)
         if args.dry_run:
             print("dry run: nothing uploaded")
             return 0

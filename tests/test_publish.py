@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 from unittest import mock
@@ -15,14 +16,12 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 import publish
+from visionclip.hub import HUB_CODE_FILES, PICKLE_SUFFIXES
 
 REQUIRED_UPLOAD = {
     "model.safetensors",
     "config.json",
-    "configuration_visionclip.py",
-    "modeling_visionclip.py",
-    "image_processing_visionclip.py",
-    "processing_visionclip.py",
+    *HUB_CODE_FILES,
     "processor_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
@@ -111,7 +110,7 @@ def test_upload_sends_the_validated_folder_with_card_metadata(model_folder: Path
     upload.assert_called_once()
     assert uploaded["repo_id"] == "me/vc"
     assert uploaded["files"] >= REQUIRED_UPLOAD
-    assert not any(name.endswith(publish.PICKLES) for name in uploaded["files"])
+    assert not any(name.lower().endswith(PICKLE_SUFFIXES) for name in uploaded["files"])
     data = uploaded["card"].data
     assert data.pipeline_tag == "zero-shot-image-classification" and data.license == "apache-2.0"
     assert data.library_name == "transformers" and "custom_code" in data.tags
@@ -145,7 +144,6 @@ def test_failed_upload_exits_nonzero_and_keeps_the_folder(model_folder: Path, ca
     ("damage", "message"),
     [
         (lambda folder: (folder / "model.safetensors").unlink(), "missing ['model.safetensors']"),
-        (lambda folder: (folder / "weights.bin").write_bytes(b"x"), "pickle files"),
         (lambda folder: shutil.rmtree(folder / "examples"), "no examples"),
         (
             lambda folder: (folder / "modeling_visionclip.py").write_text("raise ImportError('broken')\n"),
@@ -161,6 +159,107 @@ def test_broken_folders_are_refused_before_upload(model_folder: Path, capsys, da
     assert message in capsys.readouterr().err
 
 
-def test_bad_repo_id_is_a_usage_error(model_folder: Path):
-    with pytest.raises(SystemExit):
-        publish.main([str(model_folder), "not-a-repo-id"])
+@pytest.mark.parametrize("repo_id", ["not-a-repo-id", "../..", "me/..", "a/b/c", "me/vc.git", "me/na me"])
+def test_bad_repo_id_is_a_usage_error(model_folder: Path, repo_id: str, capsys):
+    with mock.patch("huggingface_hub.HfApi.upload_folder") as upload, pytest.raises(SystemExit):
+        publish.main([str(model_folder), repo_id])
+    upload.assert_not_called()
+    assert f"repo_id {repo_id!r}" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------ only the allow-list is published
+def uploaded_files(model_folder: Path, argv: list[str]) -> set[str] | None:
+    """Run publish.py with the Hub patched; the relative paths it would upload (None when nothing was)."""
+    uploaded = {}
+
+    def capture(**kwargs):
+        folder = Path(kwargs["folder_path"])
+        uploaded["files"] = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+        return mock.Mock(commit_url="https://huggingface.co/me/vc/commit/1")
+
+    with (
+        mock.patch("huggingface_hub.HfApi.create_repo"),
+        mock.patch("huggingface_hub.HfApi.upload_folder", side_effect=capture),
+    ):
+        publish.main([str(model_folder), "me/vc", *argv])
+    return uploaded.get("files")
+
+
+def plant(folder: Path, relative: str, data: bytes = b"secret") -> None:
+    path = folder / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+
+
+PLANTED = {  # planted file -> (what the listing names, why it is left out)
+    ".env": (".env", "hidden file"),
+    "checkpoints/step-100/optimizer.pt": ("checkpoints/", "folder of 2 files"),
+    "checkpoints/step-100/model.safetensors": ("checkpoints/", "folder of 2 files"),
+    "optimizer.PT": ("optimizer.PT", "pickle"),
+    "weights.bin": ("weights.bin", "pickle"),
+    "examples/notes.txt": ("examples/notes.txt", "not a Hub model file"),
+    "MODEL.SAFETENSORS": ("MODEL.SAFETENSORS", "not a Hub model file"),
+    "private/patient-001.png": ("private/", "folder of 1 file"),
+}
+
+
+def test_only_allow_listed_files_are_uploaded_and_the_rest_is_named(model_folder: Path, capsys):
+    for planted in PLANTED:
+        plant(model_folder, planted)
+    assert uploaded_files(model_folder, []) == REQUIRED_UPLOAD
+    assert publish.main([str(model_folder), "me/vc", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    left_out = out[out.rindex("left out") :]
+    for listed, reason in PLANTED.values():
+        assert re.search(rf"^  {re.escape(listed)}  \(.*{reason}", left_out, flags=re.M), (listed, left_out)
+
+
+@pytest.mark.parametrize(
+    "link",
+    ["secret.txt", "examples/patient.png", "model.safetensors", "linked-folder"],
+)
+def test_symlinks_leaving_the_folder_are_refused(model_folder: Path, tmp_path: Path, capsys, link: str):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / Path(link).name
+    if link == "linked-folder":
+        plant(outside, "id_rsa")
+        target = outside
+    elif link == "model.safetensors":
+        (model_folder / link).rename(target)
+    else:
+        target.write_bytes((model_folder / "examples" / "normal.png").read_bytes())
+    (model_folder / link).symlink_to(target)
+    assert uploaded_files(model_folder, []) is None
+    err = capsys.readouterr().err
+    assert f"{link} is a symlink to {target}, outside {model_folder}" in err
+
+
+def test_symlinks_inside_the_folder_publish_their_content(model_folder: Path):
+    (model_folder / "examples" / "again.png").symlink_to(model_folder / "examples" / "normal.png")
+    assert uploaded_files(model_folder, []) == REQUIRED_UPLOAD | {"examples/again.png"}
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("", "is not valid JSON"),
+        ("{not json", "is not valid JSON"),
+        ("{}", "expected a list of result entries"),
+        ("[]", "expected a list of result entries"),
+        ("[1]", "entry 1 is not an object"),
+        ('[{"model": "tiny"}]', "entry 1 lacks"),
+        ('[{"model": "tiny", "dataset": "hrf", "mode": "zero-shot", "metrics": []}]', "entry 1 lacks"),
+    ],
+    ids=["empty", "malformed", "object", "empty-list", "number", "no-metrics", "metrics-not-object"],
+)
+def test_unusable_eval_results_are_refused_naming_the_file(
+    model_folder: Path, tmp_path: Path, capsys, content, message
+):
+    results = tmp_path / "results.json"
+    results.write_text(content)
+    with mock.patch("huggingface_hub.HfApi.upload_folder") as upload:
+        assert publish.main([str(model_folder), "me/vc", "--eval-results", str(results)]) == 2
+    upload.assert_not_called()
+    err = capsys.readouterr().err
+    assert f"--eval-results {results}" in err and message in err

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from visionclip.hub import HUB_CODE_FILES
+
 TEXTS = ["A fundus photograph of glaucoma.", "A fundus photograph of a normal fundus.", "cataract"]
 LONG_TEMPLATE = "This colour fundus photograph, taken with a wide-field camera, " * 6 + "shows {}."
 
@@ -19,7 +21,7 @@ CHILD = textwrap.dedent(
     """
     import importlib.util, json, sys
     import torch
-    for module in ("configuration_visionclip", "modeling_visionclip", "image_processing_visionclip"):
+    for module in json.loads(sys.argv[6]):
         assert importlib.util.find_spec(module) is None, f"{module} is importable: not a Hub user's process"
     from transformers import (AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer, pipeline)
 
@@ -71,6 +73,7 @@ def fresh_process_results(tiny_folder: Path, real_photos, tmp_path_factory) -> d
             json.dumps(TEXTS),
             LONG_TEMPLATE,
             str(result_file),
+            json.dumps([Path(name).stem for name in HUB_CODE_FILES]),
         ],
         cwd=workdir,
         env=env,
@@ -84,14 +87,7 @@ def fresh_process_results(tiny_folder: Path, real_photos, tmp_path_factory) -> d
 def test_saved_folder_holds_safetensors_and_code_only(tiny_folder: Path):
     names = {path.name for path in tiny_folder.iterdir()}
     assert "model.safetensors" in names
-    assert {
-        "configuration_visionclip.py",
-        "modeling_visionclip.py",
-        "image_processing_visionclip.py",
-        "processing_visionclip.py",
-        "processor_config.json",
-        "tokenizer.json",
-    } <= names
+    assert {*HUB_CODE_FILES, "processor_config.json", "tokenizer.json"} <= names
     assert not any(name.endswith((".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")) for name in names)
     auto_map = json.loads((tiny_folder / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForZeroShotImageClassification"}

@@ -1,0 +1,66 @@
+"""What a VisionCLIP model repository on the Hub holds: the allow-list that `publish.py` uploads.
+
+Anything else in a model folder (checkpoints, optimizer state, pickles, hidden files such as `.env`, notes) is
+left out, so a folder that gathered more than the model cannot leak it.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+from .cards import RESULTS_FILE
+
+# The remote code `trust_remote_code` loads: the repository root's model files, saved beside the weights.
+HUB_CODE_FILES = (
+    "configuration_visionclip.py",
+    "modeling_visionclip.py",
+    "image_processing_visionclip.py",
+    "processing_visionclip.py",
+)
+WEIGHT_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
+PROCESSOR_FILES = (
+    "processor_config.json",
+    "preprocessor_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+)
+CARD_FILE = "README.md"
+EXAMPLE_FILES = ("examples/*.png", "examples/*.jpg", "examples/*.jpeg")
+TRAINING_CONFIG_FILE = "training_config.yaml"
+HUB_FILE_PATTERNS = (
+    "config.json",
+    *HUB_CODE_FILES,
+    *WEIGHT_FILES,
+    *PROCESSOR_FILES,
+    CARD_FILE,
+    *EXAMPLE_FILES,
+    RESULTS_FILE,
+    TRAINING_CONFIG_FILE,
+)
+HUB_FOLDERS = ("examples",)  # the only sub-folder a model repository has
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+
+
+def is_hub_file(relative_path: str) -> bool:
+    """Whether `relative_path` (POSIX, relative to the model folder) is on the allow-list (case-sensitive)."""
+    path = PurePosixPath(relative_path)
+    return any(
+        len(path.parts) == len(PurePosixPath(pattern).parts) and path.match(pattern) for pattern in HUB_FILE_PATTERNS
+    )
+
+
+def why_left_out(relative_path: str) -> str | None:
+    """None for a Hub file, else the reason it is not published."""
+    if is_hub_file(relative_path):
+        return None
+    name = PurePosixPath(relative_path).name
+    if name.lower().endswith(PICKLE_SUFFIXES):
+        return "pickle file: only safetensors weights are published"
+    if name.startswith("."):
+        return "hidden file (may hold secrets)"
+    return "not a Hub model file"
