@@ -7,7 +7,8 @@
 
 `--dataset TASK:SOURCE`: TASK is a task name (configs/eval_tasks) or a task YAML file; SOURCE is a CSV of
 `file,label[,split,fold]` (paths relative to the CSV), a folder with one subfolder per label, a `datasets` folder
-or Hub id, or `synthetic` (held-out images from the generator). Each model is compared with a randomly initialised
+or Hub id, or `synthetic` (held-out images from the generator). A dataset without a split column is evaluated
+whole: zero-shot scores every image, few-shot probes train on --shots images per class and score the rest. Each model is compared with a randomly initialised
 model of the same architecture. Writes results.json, results.md, model_index.json and PNG plots to --output-dir.
 """
 
@@ -118,6 +119,13 @@ def main(argv: list[str] | None = None) -> int:
         args.bootstrap,
         args.seed,
     )
+    for dataset in datasets:
+        if all(item.split is None for item in dataset.items):
+            print(
+                f"{dataset.name}: no split column: evaluated whole ({len(dataset.items)} images; few-shot probes "
+                f"train on {args.shots} per class and score the rest)",
+                file=sys.stderr,
+            )
     figures = args.output_dir / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     entries = []

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
+import numpy as np
 import pytest
 from huggingface_hub import ModelCard
 from PIL import Image
@@ -120,3 +122,71 @@ def test_bad_arguments_exit_with_a_message(args, message, capsys, tiny_folder):
     with pytest.raises(SystemExit):
         eval_zeroshot.main(argv)
     assert message in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- datasets without a split column
+HRF_LABELS = ("healthy", "diabetic_retinopathy", "glaucoma")
+
+
+def small_fundus(path: Path, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:96, :96]
+    image = np.zeros((96, 96, 3), dtype=np.uint8)
+    image[(yy - 48) ** 2 + (xx - 48) ** 2 < 44**2] = rng.integers(40, 220, 3)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(path)
+    return path
+
+
+def csv_without_split(root: Path) -> str:
+    rows = [f"images/{i}.png,{HRF_LABELS[i % 3]}" for i in range(12)]
+    for i in range(12):
+        small_fundus(root / "images" / f"{i}.png", i)
+    (root / "labels.csv").write_text("file,label\n" + "\n".join(rows) + "\n")
+    return str(root / "labels.csv")
+
+
+def class_folders(root: Path) -> str:
+    for i in range(12):
+        small_fundus(root / HRF_LABELS[i % 3] / f"{i}.png", i)
+    return str(root)
+
+
+def datasets_folder(root: Path) -> str:
+    import datasets
+
+    files = [str(small_fundus(root / "raw" / f"{i}.png", i)) for i in range(12)]
+    table = datasets.Dataset.from_dict({"image": files, "label": [HRF_LABELS[i % 3] for i in range(12)]})
+    table.cast_column("image", datasets.Image()).to_parquet(str(root / "set" / "data" / "test-00000-of-00001.parquet"))
+    return str(root / "set")
+
+
+@pytest.mark.parametrize(
+    ("make_source", "count"),
+    [(csv_without_split, 12), (class_folders, 12), (datasets_folder, 12), (lambda root: "synthetic", 12)],
+    ids=["csv", "class-folders", "datasets-folder", "synthetic"],
+)
+def test_a_dataset_without_splits_is_evaluated_whole(tiny_folder, tmp_path, capsys, make_source, count):
+    out = tmp_path / "out"
+    argv = ["--model", str(tiny_folder), "--dataset", f"hrf:{make_source(tmp_path)}", "--output-dir", str(out)]
+    argv += ["--bootstrap", "0", "--no-random-baseline", "--num-workers", "0", "--shots", "2"]
+    argv += ["--synthetic-count", str(count), "--modes", "zero-shot", "few-shot"]
+    assert eval_zeroshot.main(argv) == 0
+    entries = {e["mode"]: e for e in json.loads((out / "results.json").read_text())}
+    assert entries["zero-shot"]["metrics"]["num_samples"] == count
+    assert entries["zero-shot"]["evaluated_on"] == "all images (the dataset has no split column)"
+    per_class = np.sum(entries["zero-shot"]["metrics"]["confusion_matrix"], axis=1)
+    assert entries["few-shot"]["metrics"]["num_samples"] == count - np.minimum(per_class, 2).sum()
+    assert entries["few-shot"]["evaluated_on"] == (
+        "all images but the 2 per class the probe trains on (the dataset has no split column)"
+    )
+    assert "no split column: evaluated whole" in capsys.readouterr().err
+    assert "zero-shot: all images (the dataset has no split column)" in (out / "results.md").read_text()
+
+
+def test_split_datasets_say_which_split_was_scored(report):
+    entries = json.loads((report / "results.json").read_text())
+    described = {(e["dataset"], e["mode"]): e["evaluated_on"] for e in entries if e["model"] == "tiny"}
+    assert described[("hrf", "zero-shot")] == "split 'test'"
+    assert described[("hrf", "few-shot")] == "split 'test'; the probe trains on split 'fewshot'"
+    assert described[("hrf", "cross-validated")] == "all images, each fold scored by a probe trained on the others"

@@ -22,7 +22,9 @@ def fit_predict(
 
 
 def k_shot_indices(labels: np.ndarray, candidates: np.ndarray, shots: int, seed: int) -> np.ndarray:
-    """`shots` random candidates per class (fewer when a class has fewer)."""
+    """`shots` random candidates per class (fewer when a class has fewer; none without candidates)."""
+    if len(candidates) == 0:
+        return np.array([], dtype=int)
     rng = np.random.default_rng(seed)
     chosen = [rng.permutation(candidates[labels[candidates] == c])[:shots] for c in np.unique(labels[candidates])]
     return np.sort(np.concatenate(chosen))

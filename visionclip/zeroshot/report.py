@@ -61,7 +61,8 @@ def markdown_table(entries: list[dict[str, Any]]) -> str:
 
 def per_class_table(entry: dict[str, Any]) -> str:
     lines = [
-        f"{entry['model']} / {entry['dataset']} / {entry['mode']}",
+        f"{entry['model']} / {entry['dataset']} / {entry['mode']}"
+        + (f": {entry['evaluated_on']}" if entry.get("evaluated_on") else ""),
         "",
         "| class | precision | recall | F1 | AUROC | support |",
         "|---|---|---|---|---|---|",

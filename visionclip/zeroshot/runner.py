@@ -64,10 +64,17 @@ def zero_shot_probs(model, tokenizer, dataset: EvalDataset, vectors: torch.Tenso
     return logits.softmax(-1).numpy()
 
 
+NO_SPLIT = "the dataset has no split column"
+
+
 def evaluate_dataset(
     model, processor, model_name: str, dataset: EvalDataset, options: EvalOptions
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Entries (one per applicable mode) and the raw scores needed for plots."""
+    """Entries (one per applicable mode) and the raw scores needed for plots.
+
+    A dataset without a split column is evaluated whole: zero-shot scores every image, a few-shot probe trains on
+    `options.shots` images per class and scores the others. Each entry's `evaluated_on` says which images it
+    scored."""
     embedded = embed_images(model, processor.image_processor, dataset.items, options.batch_size, options.num_workers)
     vectors, items = embedded.vectors, embedded.items
     x = vectors.numpy()
@@ -77,33 +84,42 @@ def evaluate_dataset(
     test = (split == options.eval_split) if has_split else np.ones(len(items), dtype=bool)
     if not test.any():
         raise ValueError(f"{dataset.name}: no images in split {options.eval_split!r} (splits: {sorted(set(split))})")
+    scored = f"split {options.eval_split!r}" if has_split else f"all images ({NO_SPLIT})"
     num_classes = len(dataset.task.labels)
-    runs: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    runs: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
     if "zero-shot" in options.modes:
-        runs["zero-shot"] = (zero_shot_probs(model, processor.tokenizer, dataset, vectors[test]), y[test])
+        runs["zero-shot"] = (zero_shot_probs(model, processor.tokenizer, dataset, vectors[test]), y[test], scored)
     if "few-shot" in options.modes:
         if has_split and (split == options.fewshot_split).any():
             train = np.flatnonzero(split == options.fewshot_split)
-        else:
+            described = f"{scored}; the probe trains on split {options.fewshot_split!r}"
+        elif has_split:
             train = k_shot_indices(y, np.flatnonzero(~test), options.shots, options.seed)
-        if len(train) and len(np.unique(y[train])) > 1:
-            probe_test = test.copy()
-            probe_test[train] = False
-            runs["few-shot"] = (
-                fit_predict(x[train], y[train], x[probe_test], num_classes, options.probe_c),
-                y[probe_test],
-            )
+            described = f"{scored}; the probe trains on {options.shots} images per class from the other splits"
+        else:
+            train = k_shot_indices(y, np.arange(len(items)), options.shots, options.seed)
+            described = f"all images but the {options.shots} per class the probe trains on ({NO_SPLIT})"
+        probe_test = test.copy()
+        probe_test[train] = False
+        if len(train) and len(np.unique(y[train])) > 1 and probe_test.any():
+            probs = fit_predict(x[train], y[train], x[probe_test], num_classes, options.probe_c)
+            runs["few-shot"] = (probs, y[probe_test], described)
     if "cross-validated" in options.modes and all(item.fold is not None for item in items):
         folds = np.array([item.fold for item in items])
-        runs["cross-validated"] = (cross_validated(x, y, folds, num_classes, options.probe_c), y)
+        runs["cross-validated"] = (
+            cross_validated(x, y, folds, num_classes, options.probe_c),
+            y,
+            "all images, each fold scored by a probe trained on the others",
+        )
     entries, raw = [], {}
-    for mode, (probs, references) in runs.items():
+    for mode, (probs, references, described) in runs.items():
         entry = {
             "model": model_name,
             "dataset": dataset.name,
             "task": dataset.task.name,
             "mode": mode,
             "split": options.eval_split if mode != "cross-validated" and has_split else "all",
+            "evaluated_on": described,
             "labels": list(dataset.task.labels),
             "source": dataset.source,
             "metrics": score(probs, references, dataset.task.ordinal, options.bootstrap, options.seed),
