@@ -115,6 +115,8 @@ def test_unreadable_images_are_counted_and_named(tiny_folder, tmp_path, capsys):
         (["--dataset", "nope:/x.csv"], "Unknown task 'nope'"),
         (["--model", "/no/such/model"], "no such folder"),
         (["--shots", "0"], "--shots must be at least 1"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--batch-size", "-1"], "--batch-size must be at least 1"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(args, message, capsys, tiny_folder):
