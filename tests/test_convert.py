@@ -172,3 +172,30 @@ def test_rejected_report_is_csv_readable(planted_release, tmp_path: Path):
     rows = list(csv.reader(io.StringIO((out / "rejected.csv").read_text())))
     assert rows[0] == ["row", "file_name", "reasons"] and len(rows) == 6
     assert [int(r[0]) for r in rows[1:]] == sorted(int(r[0]) for r in rows[1:])
+
+
+@pytest.mark.parametrize("link", ["image", "folder", "indexed-image"])
+def test_symlinks_out_of_the_release_are_rejected_rows(clean_release: Path, tmp_path: Path, link: str):
+    folder, outside = tmp_path / "release", tmp_path / "outside"
+    shutil.copytree(clean_release, folder)
+    outside.mkdir()
+    rows = read_metadata(folder)
+    name = rows[4]["file_name"]
+    (folder / "images" / name).rename(outside / name)
+    if link == "folder":
+        (folder / "linked").symlink_to(outside)
+        rows[4]["file_name"] = f"linked/{name}"
+    elif link == "indexed-image":
+        (folder / "elsewhere").mkdir()
+        (folder / "elsewhere" / name).symlink_to(outside / name)  # found by its name, not by the CSV's path
+        rows[4]["file_name"] = name
+    else:
+        (folder / "images" / name).symlink_to(outside / name)
+        rows[4]["file_name"] = f"images/{name}"
+    write_metadata(folder, rows)
+    out = tmp_path / "converted"
+    assert convert_synfundus.main([str(folder), str(out), "--rows-per-shard", "8"]) == 1
+    with (out / "rejected.csv").open() as handle:
+        rejected = {row["file_name"]: row["reasons"] for row in csv.DictReader(handle)}
+    assert list(rejected) == [rows[4]["file_name"]]
+    assert f"a symlink to {outside / name}, outside the release folder" in rejected[rows[4]["file_name"]]

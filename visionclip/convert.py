@@ -81,18 +81,27 @@ def index_images(release: Path) -> dict[str, list[str]]:
     return found
 
 
+def _inside_release(release: Path, file_name: str, path: Path) -> tuple[Path | None, str | None]:
+    """`path` if it resolves inside the (resolved) release folder; symlinks out of it are a rejection reason."""
+    target = Path(os.path.realpath(path))
+    if not target.is_relative_to(release):
+        return None, f"image {file_name!r} is a symlink to {target}, outside the release folder"
+    return path, None
+
+
 def locate_image(release: Path, file_name: str, index: dict[str, list[str]]) -> tuple[Path | None, str | None]:
-    """The image of a row, or why there is none (missing, ambiguous, or outside the release folder)."""
+    """The image of a row, or why there is none (missing, ambiguous, or outside the release folder, by its path or
+    through a symlink). `release` must be resolved."""
     if not file_name:
         return None, "file_name is empty"
     if os.path.isabs(file_name) or ".." in Path(file_name).parts:
         return None, f"file_name {file_name!r} points outside the release folder"
     direct = release / file_name
     if direct.is_file():
-        return direct, None
+        return _inside_release(release, file_name, direct)
     matches = index.get(Path(file_name).name, [])
     if len(matches) == 1:
-        return release / matches[0], None
+        return _inside_release(release, file_name, release / matches[0])
     if len(matches) > 1:
         return None, f"file_name {file_name!r} matches {len(matches)} files: {matches[:3]}"
     return None, f"image file {file_name!r} not found in the release folder"
