@@ -14,6 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from visionclip.hub import repo_id_problem
+from visionclip.locking import HOLDER_FILE, LOCK_FILE
+from visionclip.shards import atomic_write_bytes
+
 
 def push_to_hub(out_dir: Path, repo_id: str, private: bool, token: str | None) -> str:
     """Create the dataset repo (private unless told otherwise) and upload the folder; returns its URL."""
@@ -25,7 +29,7 @@ def push_to_hub(out_dir: Path, repo_id: str, private: bool, token: str | None) -
         repo_id=repo_id,
         repo_type="dataset",
         folder_path=str(out_dir),
-        ignore_patterns=["reports/*", ".tmp-*", "data/.tmp-*"],
+        ignore_patterns=["reports/*", ".tmp-*", "data/.tmp-*", LOCK_FILE, HOLDER_FILE],
         commit_message="Upload SynFundus-1M parquet conversion",
     )
     return str(url)
@@ -42,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--public", action="store_true", help="create the Hub repo public (default: private)")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     args = parser.parse_args(argv)
+    if args.push_to_hub is not None and (problem := repo_id_problem(args.push_to_hub)):
+        parser.error(f"--push-to-hub: {problem}")
 
     from tqdm.auto import tqdm
 
@@ -73,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         counts=summary.counts,
         extra_columns=table.extra,
     )
-    card.save(args.out_dir / "README.md")
+    atomic_write_bytes(args.out_dir / "README.md", str(card).encode())
     print(
         f"{summary.converted} of {summary.rows} rows converted into {args.out_dir} "
         f"({summary.shards_written} shards written, {summary.shards_skipped} already complete)"

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from visionclip.hub import HUB_CODE_FILES, HUB_FOLDERS, why_left_out
+from visionclip.hub import HUB_CODE_FILES, HUB_FOLDERS, repo_id_problem, why_left_out
 
 REQUIRED = ("config.json", "model.safetensors", *HUB_CODE_FILES, "processor_config.json", "tokenizer.json")
 RESULT_KEYS = ("model", "dataset", "mode", "metrics")
@@ -190,19 +190,6 @@ def upload(staging: Path, repo_id: str, private: bool, token: str | None) -> str
     return str(getattr(info, "commit_url", info))
 
 
-def check_repo_id(repo_id: str) -> str | None:
-    """Why `repo_id` is not a Hub model repository id of the form owner/name, or None."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if repo_id.count("/") != 1:
-        return f"repo_id {repo_id!r} must look like owner/name"
-    try:
-        validate_repo_id(repo_id)
-    except HFValidationError as error:
-        return f"repo_id {repo_id!r} is not a valid Hub repository id: {error}"
-    return None
-
-
 def print_selection(staging: Path, selection: Selection, repo_id: str) -> None:
     files = sorted(p for p in staging.rglob("*") if p.is_file())
     print(f"staged and validated {len(files)} files for {repo_id}:")
@@ -224,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="stage and validate, print what would be uploaded")
     parser.add_argument("--token", help="Hub token (default: HF_TOKEN or the stored login)")
     args = parser.parse_args(argv)
-    problem = check_repo_id(args.repo_id)
+    problem = repo_id_problem(args.repo_id)
     if problem:
         parser.error(problem)
     if args.eval_results is not None and not args.eval_results.is_file():

@@ -160,6 +160,7 @@ def test_push_to_hub_uploads_a_private_dataset_repo(clean_release, tmp_path: Pat
         assert convert_synfundus.main([str(clean_release), str(out), "--push-to-hub", "me/sf"]) == 0
     create.assert_called_once_with("me/sf", repo_type="dataset", private=True, exist_ok=True)
     assert upload.call_args.kwargs["folder_path"] == str(out) and upload.call_args.kwargs["repo_type"] == "dataset"
+    assert {".lock", ".lock.json"} <= set(upload.call_args.kwargs["ignore_patterns"])  # the folder lock stays local
     with mock.patch("huggingface_hub.HfApi.create_repo", side_effect=OSError("401 Unauthorized")):
         assert convert_synfundus.main([str(clean_release), str(out), "--push-to-hub", "me/sf"]) == 2
     assert len(list((out / "data").glob("*.parquet"))) == 1  # the local folder is intact
@@ -199,3 +200,12 @@ def test_symlinks_out_of_the_release_are_rejected_rows(clean_release: Path, tmp_
         rejected = {row["file_name"]: row["reasons"] for row in csv.DictReader(handle)}
     assert list(rejected) == [rows[4]["file_name"]]
     assert f"a symlink to {outside / name}, outside the release folder" in rejected[rows[4]["file_name"]]
+
+
+@pytest.mark.parametrize("repo_id", ["../..", "me/..", "sf", "a/b/c"])
+def test_a_bad_push_to_hub_repo_id_is_refused_before_converting(clean_release, tmp_path: Path, capsys, repo_id):
+    with mock.patch("huggingface_hub.HfApi.upload_folder") as upload, pytest.raises(SystemExit):
+        convert_synfundus.main([str(clean_release), str(tmp_path / "out"), "--push-to-hub", repo_id])
+    upload.assert_not_called()
+    assert f"--push-to-hub: repo_id {repo_id!r}" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -23,6 +23,7 @@ from typing import Any
 from image_processing_visionclip import DEFAULT_MAX_IMAGE_BYTES, load_fundus_image
 
 from . import shards
+from .locking import folder_lock
 from .schema import COLUMNS, COLUMNS_BY_NAME, LABEL_COLUMNS, as_int, datasets_features
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
@@ -268,7 +269,10 @@ def convert_release(
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     progress=None,
 ) -> ConversionSummary:
-    """Convert (or finish converting) a release folder; `progress(rows)` is called as shards finish."""
+    """Convert (or finish converting) a release folder; `progress(rows)` is called as shards finish.
+
+    Holds the output folder's lock: a second conversion into the same folder waits, naming this one, then finds
+    the shards complete."""
     release, out_dir = Path(release).resolve(), Path(out_dir)
     if rows_per_shard < 1 or workers < 1:
         raise ValueError(f"rows_per_shard and workers must be positive, got {rows_per_shard} and {workers}")
@@ -276,35 +280,36 @@ def convert_release(
     num_rows, duplicates = scan_metadata(table)
     if num_rows == 0:
         raise ValueError(f"{table.path}: no rows")
-    shards.check_manifest(
-        out_dir,
-        {
-            "source": "synfundus-release",
-            "metadata": table.path.name,
-            "rows": num_rows,
-            "rows_per_shard": rows_per_shard,
-            "extra_columns": table.extra,
-        },
-    )
-    shards.remove_stale_temporaries(out_dir)
-    specs = shards.plan_shards("train", num_rows, rows_per_shard)
-    reports = {spec.filename: r for spec in specs if (r := finished_report(out_dir, spec)) is not None}
-    skipped = len(reports)
-    if progress:
-        progress(sum(spec.num_rows for spec in specs if spec.filename in reports))
-
-    def done(report: dict[str, Any]) -> None:
-        reports[report["shard"]] = report
+    with folder_lock(out_dir, "converting a SynFundus release"):
+        shards.check_manifest(
+            out_dir,
+            {
+                "source": "synfundus-release",
+                "metadata": table.path.name,
+                "rows": num_rows,
+                "rows_per_shard": rows_per_shard,
+                "extra_columns": table.extra,
+            },
+        )
+        shards.remove_stale_temporaries(out_dir)
+        specs = shards.plan_shards("train", num_rows, rows_per_shard)
+        reports = {spec.filename: r for spec in specs if (r := finished_report(out_dir, spec)) is not None}
+        skipped = len(reports)
         if progress:
-            progress(report["rows"] + len(report["rejected"]))
+            progress(sum(spec.num_rows for spec in specs if spec.filename in reports))
 
-    tasks = shard_tasks(table, release, specs, max_image_bytes, set(reports), duplicates)
-    run_pool(tasks, out_dir, index_images(release), workers, done)
-    ordered = [reports[spec.filename] for spec in specs]
-    counts = Counter()
-    for report in ordered:
-        counts.update(report["counts"])
-    rejected = write_rejected(out_dir, ordered)
-    return ConversionSummary(
-        num_rows, sum(r["rows"] for r in ordered), rejected, len(specs) - skipped, skipped, out_dir, counts
-    )
+        def done(report: dict[str, Any]) -> None:
+            reports[report["shard"]] = report
+            if progress:
+                progress(report["rows"] + len(report["rejected"]))
+
+        tasks = shard_tasks(table, release, specs, max_image_bytes, set(reports), duplicates)
+        run_pool(tasks, out_dir, index_images(release), workers, done)
+        ordered = [reports[spec.filename] for spec in specs]
+        counts = Counter()
+        for report in ordered:
+            counts.update(report["counts"])
+        rejected = write_rejected(out_dir, ordered)
+        return ConversionSummary(
+            num_rows, sum(r["rows"] for r in ordered), rejected, len(specs) - skipped, skipped, out_dir, counts
+        )

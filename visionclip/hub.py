@@ -1,4 +1,5 @@
-"""What a VisionCLIP model repository on the Hub holds: the allow-list that `publish.py` uploads.
+"""What a VisionCLIP model repository on the Hub holds (the allow-list that `publish.py` uploads), and which
+repository ids the publishing commands accept.
 
 Anything else in a model folder (checkpoints, optimizer state, pickles, hidden files such as `.env`, notes) is
 left out, so a folder that gathered more than the model cannot leak it.
@@ -64,3 +65,16 @@ def why_left_out(relative_path: str) -> str | None:
     if name.startswith("."):
         return "hidden file (may hold secrets)"
     return "not a Hub model file"
+
+
+def repo_id_problem(repo_id: str) -> str | None:
+    """Why `repo_id` is not a Hub repository id of the form owner/name (huggingface_hub's own rules), or None."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if repo_id.count("/") != 1:
+        return f"repo_id {repo_id!r} must look like owner/name"
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        return f"repo_id {repo_id!r} is not a valid Hub repository id: {error}"
+    return None

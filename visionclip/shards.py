@@ -8,7 +8,10 @@ and ``load_dataset(folder)`` both read it, streaming or not). Rules that make ge
 * a shard whose final file exists with the expected number of rows is skipped, so re-running after a crash
   finishes only the missing shards and never rewrites complete ones;
 * a manifest (``generation.json``) records what the folder was generated with; resuming with a different
-  configuration is refused instead of mixing two datasets.
+  configuration is refused instead of mixing two datasets;
+* writers hold the folder's lock (`visionclip.locking.folder_lock`) while they write, so a temporary file found
+  under the lock was left by a writer that died: :func:`remove_stale_temporaries` and :func:`write_shards` must
+  only be called under it (a second writer waits for the first instead of deleting its temporaries).
 
 Rows are produced by a picklable callable ``make_row(spec, index) -> dict``; with ``workers > 1`` rows are made in
 a process pool and written in order by the parent, one shard at a time, so memory does not grow with the number
@@ -79,7 +82,8 @@ def is_complete(path: str | os.PathLike, num_rows: int) -> bool:
 
 
 def remove_stale_temporaries(out_dir: str | os.PathLike) -> list[Path]:
-    """Delete temporary files left by an interrupted run; returns what was removed."""
+    """Delete temporary files left by an interrupted run; returns what was removed. Call only while holding the
+    folder's lock, or a live writer's temporaries go too."""
     folder = Path(out_dir) / DATA_DIR
     stale = sorted(folder.glob(TEMP_PREFIX + "*")) if folder.is_dir() else []
     for path in stale:
@@ -166,7 +170,8 @@ def write_shards(
     on_row: Callable[[], None] | None = None,
     on_skip: Callable[[ShardSpec], None] | None = None,
 ) -> ShardReport:
-    """Write every missing shard of ``specs`` under ``out_dir/data``; complete shards are left untouched.
+    """Write every missing shard of ``specs`` under ``out_dir/data``; complete shards are left untouched. The caller
+    holds ``folder_lock(out_dir, ...)``.
 
     ``make_row(spec, index)`` builds the row for global index ``index`` of ``spec.split``; it must be picklable
     when ``workers > 1``. ``on_row`` is called after each written row, ``on_skip`` for each skipped shard.

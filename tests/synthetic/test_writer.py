@@ -3,6 +3,7 @@ import hashlib
 
 import pytest
 
+from visionclip.locking import HOLDER_FILE, LOCK_FILE
 from visionclip.schema import COLUMN_NAMES, validate_record
 from visionclip.synthetic import FundusGenerator
 from visionclip.synthetic.writer import (
@@ -38,7 +39,7 @@ def test_release_layout(tmp_path):
         data = (tmp_path / "images" / row["file_name"]).read_bytes()
         assert hashlib.md5(data).hexdigest() == row["file_md5"]
         assert validate_record(row) == []
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "metadata.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([HOLDER_FILE, LOCK_FILE, "images", "metadata.csv"])
 
 
 def test_summary_and_contact_sheet():

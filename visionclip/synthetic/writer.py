@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .. import shards
+from ..locking import folder_lock
 from ..schema import COLUMN_NAMES, FINDING_COLUMNS, datasets_features
 from .generator import FundusGenerator, SyntheticFundus, encode_jpeg
 
@@ -157,9 +158,11 @@ def write_parquet_dataset(
     on_row: Callable[[], None] | None = None,
     on_skip: Callable[[shards.ShardSpec], None] | None = None,
 ) -> shards.ShardReport:
-    """Write (or finish writing) a sharded parquet dataset with features ``schema.datasets_features()``."""
+    """Write (or finish writing) a sharded parquet dataset with features ``schema.datasets_features()``.
+
+    Holds the folder's lock throughout: a second writer of the same folder (another generator run, or a training
+    filling the same dataset cache) waits, naming this one, then finds the shards complete."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     config = {
         "generator": "visionclip.synthetic",
         "version": GENERATOR_VERSION,
@@ -170,11 +173,12 @@ def write_parquet_dataset(
         "rows_per_shard": rows_per_shard,
         **maker.settings(),
     }
-    shards.check_manifest(out_dir, config)
-    shards.atomic_write_bytes(out_dir / "README.md", dataset_card(splits, config).encode())
     specs = [spec for name, count in splits.items() for spec in shards.plan_shards(name, count, rows_per_shard)]
     schema = datasets_features().arrow_schema
-    return shards.write_shards(out_dir, specs, maker.row, schema, workers=workers, on_row=on_row, on_skip=on_skip)
+    with folder_lock(out_dir, "generating synthetic parquet shards"):
+        shards.check_manifest(out_dir, config)
+        shards.atomic_write_bytes(out_dir / "README.md", dataset_card(splits, config).encode())
+        return shards.write_shards(out_dir, specs, maker.row, schema, workers=workers, on_row=on_row, on_skip=on_skip)
 
 
 def _release_item(task: tuple[SampleMaker, int]) -> tuple[bytes, dict[str, Any]]:
@@ -193,9 +197,16 @@ def write_release(
     """Write image files under ``images/`` and one ``metadata.csv`` at the root, like the SynFundus release.
 
     Images are written atomically; the CSV is written last, so it exists only when the release is complete.
-    Returns the CSV path.
+    Holds the folder's lock, so two writers of one folder take turns. Returns the CSV path.
     """
     out_dir = Path(out_dir)
+    with folder_lock(out_dir, "writing a synthetic release folder"):
+        return _write_release(out_dir, num_images, maker, workers, on_row)
+
+
+def _write_release(
+    out_dir: Path, num_images: int, maker: SampleMaker, workers: int, on_row: Callable[[], None] | None
+) -> Path:
     (out_dir / RELEASE_IMAGES).mkdir(parents=True, exist_ok=True)
     tasks = ((maker, index) for index in range(num_images))
     pool = multiprocessing.get_context().Pool(workers) if workers > 1 else None
