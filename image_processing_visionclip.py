@@ -8,7 +8,8 @@ normalise. Loading rules (each violation is a `ValueError` naming the input and 
 - Size: an image whose decoded size (width x height x channels x bytes per channel, read from the file header
   before decoding) exceeds `max_image_bytes` is refused, as is one under 8 px on a side.
 - Float arrays and tensors (any float dtype, bfloat16 included) hold 0..1 (scaled by 255) or 0..255 values;
-  negative values (an image already normalised with a mean and std) and values above 255 are refused, never clipped.
+  negative values (an image already normalised with a mean and std) and values above 255 are refused, never clipped
+  (a stray of under half an 8-bit level, such as resampling noise, rounds into range).
 - Integer images (arrays, tensors and 16/32-bit files) are scaled from the smallest bit depth of 8, 10, 12, 14 and
   16 bits whose range holds their peak value: a 12-bit sensor's image (peak <= 4095) is scaled by 255/4095, not
   treated as a near-black 16-bit one. A 16-bit image whose brightest pixel is below 1/16 of its range is therefore
@@ -38,6 +39,7 @@ MIN_IMAGE_SIDE = 8
 FOV_ANALYSIS_SIDE = 128  # the field of view is located on a thumbnail about this wide
 URL_TIMEOUT_SECONDS = 30
 INTEGER_BIT_DEPTHS = (8, 10, 12, 14, 16)
+FLOAT_ROUNDING = 0.5  # float values may stray this far (in 8-bit levels) outside their range: they round into it
 
 
 class VisionCLIPImageProcessorKwargs(ImagesKwargs, total=False):
@@ -141,15 +143,15 @@ def _float_to_uint8(array: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(array).all():
         raise ValueError(f"{name}: image array holds NaN or infinite values")
     low, high = float(array.min(initial=0.0)), float(array.max(initial=0.0))
-    if low < 0:
+    scale = 255.0 if high <= 1.0 + FLOAT_ROUNDING / 255 else 1.0
+    if low * scale < -FLOAT_ROUNDING:
         raise ValueError(
             f"{name}: image array holds negative values (down to {low:.3g}): it looks normalised with a mean and "
             "std already; give the image itself (values 0..1 or 0..255), or its pixel_values to the model"
         )
-    if high > 255:
+    if high > 255 + FLOAT_ROUNDING:
         raise ValueError(f"{name}: float image values reach {high:.3g}; expected 0..1 or 0..255")
-    scale = 255.0 if high <= 1.0 else 1.0
-    return np.rint(array.astype(np.float32) * scale).astype(np.uint8)
+    return np.clip(np.rint(array.astype(np.float32) * scale), 0, 255).astype(np.uint8)  # clips only rounding noise
 
 
 def _integer_to_uint8(array: np.ndarray, name: str) -> np.ndarray:

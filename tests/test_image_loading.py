@@ -43,6 +43,9 @@ def test_float_images_outside_0_1_or_0_255_are_refused(array, message):
 def test_float_images_in_0_1_and_0_255_load_alike(scale):
     loaded = np.asarray(load_fundus_image((RAMP * scale).astype(np.float32)))[..., 0]
     np.testing.assert_array_equal(loaded, np.rint(RAMP * 255).astype(np.uint8))
+    noisy = RAMP * scale  # black and white strayed out of range by resampling, by under half an 8-bit level
+    noisy[0, 0], noisy[-1, -1] = -0.4 * scale / 255, scale * (1 + 0.4 / 255)
+    np.testing.assert_array_equal(np.asarray(load_fundus_image(noisy))[..., 0], loaded)
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
