@@ -337,7 +337,7 @@ def test_zero_shot_inputs_are_validated(tiny_model_and_processor, real_photos, m
 
 def test_zero_shot_takes_raw_image_tensors_in_a_list(tiny_model_and_processor, real_photos):
     model, processor = tiny_model_and_processor
-    photo = np.asarray(Image.open(real_photos[0]).convert("RGB"))
+    photo = np.array(Image.open(real_photos[0]).convert("RGB"))
     from_path = model.zero_shot(real_photos[:1], processor, task="glaucoma").probs
     for raw in (torch.from_numpy(photo), torch.from_numpy(photo).permute(2, 0, 1).contiguous()):
         torch.testing.assert_close(model.zero_shot([raw], processor, task="glaucoma").probs, from_path)
