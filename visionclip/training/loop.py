@@ -65,7 +65,7 @@ class Trainer:
         model = torch.compile(self.model) if config.torch_compile else self.model
         self.wrapped, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
         self.source = dataset_source(
-            config, accelerator.is_main_process, accelerator.wait_for_everyone, workers=max(1, config.num_workers)
+            config, workers=max(1, config.num_workers), show_progress=accelerator.is_local_main_process
         )
         self.stream = self._build_stream()
         self.evaluator = None
