@@ -93,7 +93,7 @@ def test_batches_hold_pixels_tokens_labels_and_captions(dataset_dir: Path, proce
     image_processor, tokenizer = processing
     stream = build_stream(str(dataset_dir), image_processor, tokenizer, batch_size=8, shuffle_buffer=1)
     batch = next(iter(make_dataloader(stream)))
-    assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
+    assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["pixel_values"].dtype == torch.uint8
     assert batch["input_ids"].shape[0] == 8 and batch["attention_mask"].shape == batch["input_ids"].shape
     assert batch["labels"].shape == (8, len(CAPTIONED_COLUMNS))
     assert batch["caption_facts"].shape == (8, 2 * len(FACTS))

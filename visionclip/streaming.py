@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
+from PIL import Image
 
 from .augment import FundusAugment
 from .captions import CAPTIONED_COLUMNS, Captioner, stable_seed
@@ -226,7 +228,7 @@ class FundusStream(torch.utils.data.IterableDataset):
     def _collate(self, items: list[dict[str, Any]], stream_state: tuple[int, dict]) -> dict[str, Any]:
         captions = [item["caption"] for item in items]
         batch = dict(self.tokenizer(captions, padding=True, truncation=True, return_tensors="pt"))
-        batch["pixel_values"] = torch.from_numpy(self.image_processor.to_pixel_values([i["image"] for i in items]))
+        batch["pixel_values"] = uint8_pixels([item["image"] for item in items])
         batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.long)
         batch["caption_facts"] = torch.tensor([item["caption_facts"] for item in items], dtype=torch.long)
         batch["captions"] = captions
@@ -274,8 +276,11 @@ def build_stream(
     )
 
 
-def make_dataloader(stream: FundusStream, num_workers: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader over already-batched stream output (workers decode, augment and tokenize)."""
+def make_dataloader(
+    stream: FundusStream, num_workers: int = 0, pin_memory: bool = False
+) -> torch.utils.data.DataLoader:
+    """A DataLoader over already-batched stream output (workers decode, augment and tokenize). `pin_memory` (for a
+    CUDA device) lets the trainer copy batches to the device without blocking."""
     if num_workers < 0:
         raise ValueError(f"num_workers must be >= 0, got {num_workers}")
     return torch.utils.data.DataLoader(
@@ -284,4 +289,27 @@ def make_dataloader(stream: FundusStream, num_workers: int = 0) -> torch.utils.d
         num_workers=num_workers,
         persistent_workers=False,
         prefetch_factor=2 if num_workers else None,
+        pin_memory=pin_memory,
     )
+
+
+def uint8_pixels(images: list[Image.Image]) -> torch.Tensor:
+    """Prepared RGB images of one size as a `(batch, 3, H, W)` uint8 tensor: a quarter of the float32 size in
+    DataLoader queues and shared memory; `PixelNormalizer` turns it into model input on the device."""
+    return torch.from_numpy(np.stack([np.asarray(image).transpose(2, 0, 1) for image in images]))
+
+
+class PixelNormalizer:
+    """The image processor's rescale and normalise (`pixel_gain_offset`), applied on `device` to uint8 pixels."""
+
+    def __init__(self, image_processor: Any, device: torch.device | str):
+        gain, offset = image_processor.pixel_gain_offset()
+        self.gain = torch.from_numpy(gain).unsqueeze(0).to(device)
+        self.offset = torch.from_numpy(offset).unsqueeze(0).to(device)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 `(batch, 3, H, W)` (pinned for a non-blocking copy) -> float32 model input on the device."""
+        if pixels.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 pixels from the stream, got {pixels.dtype}")
+        pixels = pixels.to(self.gain.device, non_blocking=True)
+        return pixels.float().mul_(self.gain).add_(self.offset)

@@ -11,9 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 
+from visionclip.captions import FACTS
 from visionclip.training.config import TrainConfig
 from visionclip.training.data import ensure_embedded_dataset
 
@@ -123,6 +125,52 @@ def test_accumulation_keeps_the_contrastive_batch(cache_dir: Path, tmp_path: Pat
     assert loss_accumulated == pytest.approx(loss_whole, rel=1e-5)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, trainer.model.get_parameter(name).grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+class FileNameCaptioner:
+    """Captions each row with its file name, so a test can find the rows of a batch."""
+
+    def caption_with_facts(self, record, epoch):
+        return record["file_name"], [0] * (2 * len(FACTS))
+
+
+def images_by_file_name(folder: Path, split: str = "train") -> dict[str, dict]:
+    tables = [pq.read_table(path, columns=["file_name", "image"]) for path in sorted(folder.glob(f"data/{split}-*"))]
+    return {row["file_name"]: row["image"] for table in tables for row in table.to_pylist()}
+
+
+def test_the_stream_hands_over_uint8_pixels_that_the_trainer_normalises_like_the_processor(
+    cache_dir: Path, tmp_path: Path
+):
+    from accelerate import Accelerator
+
+    from visionclip.training.loop import Trainer
+
+    config = TrainConfig(
+        preset="tiny",
+        synthetic_train=192,
+        synthetic_validation=96,
+        synthetic_image_size=64,
+        cache_dir=str(cache_dir),
+        batch_size=8,
+        num_workers=0,
+        augment=False,
+        report_to="none",
+        output_dir=str(tmp_path),
+        mixed_precision="no",
+    )
+    trainer = Trainer(config, Accelerator(cpu=True, mixed_precision="no"))
+    trainer.stream.captioner = FileNameCaptioner()
+    batch = next(trainer.micro_batches())
+    assert batch["pixel_values"].dtype == torch.uint8 and batch["pixel_values"].shape[:2] == (8, 3)
+    model_inputs = {}
+    trainer.wrapped.register_forward_pre_hook(lambda _, args, kwargs: model_inputs.update(kwargs), with_kwargs=True)
+    with torch.no_grad():
+        trainer._embed(batch)
+    images = images_by_file_name(Path(trainer.source))
+    expected = trainer.processor.image_processor([images[name] for name in batch["captions"]], return_tensors="pt")
+    assert model_inputs["pixel_values"].dtype == torch.float32
+    torch.testing.assert_close(model_inputs["pixel_values"], expected["pixel_values"], rtol=0, atol=1e-6)
 
 
 def test_sigkill_then_resume_latest_continues_and_exports(cache_dir: Path, tmp_path: Path):

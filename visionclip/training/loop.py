@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from ..losses import build_loss
-from ..streaming import build_stream, make_dataloader
+from ..streaming import PixelNormalizer, build_stream, make_dataloader
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .data import dataset_source, split_files
@@ -137,7 +138,9 @@ class Trainer:
         """Endless micro-batches; a new epoch (new order and captions) each time this process's stream ends."""
         while True:
             self.stream.set_epoch(self.epoch)
-            yield from make_dataloader(self.stream, self.config.num_workers)
+            yield from make_dataloader(
+                self.stream, self.config.num_workers, pin_memory=self.accelerator.device.type == "cuda"
+            )
             self.epoch += 1
 
     def train(self) -> dict[str, Any]:
@@ -186,9 +189,14 @@ class Trainer:
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.wrapped)
 
+    @cached_property
+    def pixel_normalizer(self) -> PixelNormalizer:
+        return PixelNormalizer(self.processor.image_processor, self.accelerator.device)
+
     def _embed(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.accelerator.device
-        inputs = {k: batch[k].to(device) for k in (*TEXT_KEYS, "pixel_values") if k in batch}
+        inputs = {k: batch[k].to(device, non_blocking=True) for k in TEXT_KEYS if k in batch}
+        inputs["pixel_values"] = self.pixel_normalizer(batch["pixel_values"])
         if self.channels_last:
             inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=torch.channels_last)
         with self.accelerator.autocast():
