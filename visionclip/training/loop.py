@@ -95,6 +95,8 @@ class Trainer:
             balance_by=config.balance_by,
             rank=self.accelerator.process_index,
             world_size=self.accelerator.num_processes,
+            num_workers=config.num_workers,
+            epochs=None,
             seed=config.seed,
             shuffle_buffer=config.shuffle_buffer,
             augment=FundusAugment() if config.augment else None,
@@ -131,17 +133,18 @@ class Trainer:
         self.nonfinite_total, self.history = state["nonfinite_total"], state["history"]
         if stream_state is not None:
             self.stream.load_state_dict(stream_state)
+            self.epoch = self.stream.epoch  # this process's own: the ranks' streams advance independently
+        else:
+            self.stream.set_epoch(self.epoch)
         self.accelerator.print(f"resumed from {path} at step {self.step} (lr {self.scheduler.get_last_lr()[0]:.3g})")
 
     # ------------------------------------------------------------------------------------------------- loop
     def micro_batches(self):
-        """Endless micro-batches; a new epoch (new order and captions) each time this process's stream ends."""
-        while True:
-            self.stream.set_epoch(self.epoch)
-            yield from make_dataloader(
-                self.stream, self.config.num_workers, pin_memory=self.accelerator.device.type == "cuda"
-            )
-            self.epoch += 1
+        """Endless micro-batches from one DataLoader, whose workers run epoch after epoch (new order and captions
+        each epoch) from the stream's position; `self.epoch` follows the batches."""
+        for batch in make_dataloader(self.stream, pin_memory=self.accelerator.device.type == "cuda"):
+            self.epoch = max(self.epoch, batch["stream_state"]["epoch"])
+            yield batch
 
     def train(self) -> dict[str, Any]:
         config, accelerator = self.config, self.accelerator
