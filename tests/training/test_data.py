@@ -72,7 +72,7 @@ def test_two_processes_generate_the_embedded_dataset_once(tmp_path: Path):
     second_err = waiting + second_err
     assert first.returncode == 0, first_err[-3000:]
     assert second.returncode == 0, second_err[-3000:]
-    assert f"in use by process {first.pid} " in second_err and "generating the embedded dataset" in second_err
+    assert f"waiting for {cache}" in second_err and f"in use by process {first.pid} " in second_err
     written, complete = shards_written(first_err)
     assert written > 1 and complete == 0
     assert shards_written(second_err) == (0, written), "the second process generated shards again"
