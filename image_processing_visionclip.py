@@ -383,7 +383,7 @@ class VisionCLIPImageProcessor(PilBackend):
         """Rescale and normalise prepared RGB images of one size into a `(batch, 3, H, W)` float32 array."""
         if len({image.size for image in images}) > 1:
             raise ValueError("Images have different sizes after processing; enable do_resize to batch them")
-        gain, offset = self._affine(**kwargs)
+        gain, offset = self.pixel_gain_offset(**kwargs)
         width, height = images[0].size
         pixel_values = np.empty((len(images), 3, height, width), dtype=np.float32)
         for out, image in zip(pixel_values, images, strict=True):
@@ -393,12 +393,13 @@ class VisionCLIPImageProcessor(PilBackend):
 
     def pixel_value_range(self, **kwargs) -> tuple[float, float]:
         """The lowest and highest value `pixel_values` can hold with these settings (black and white pixels)."""
-        gain, offset = self._affine(**kwargs)
+        gain, offset = self.pixel_gain_offset(**kwargs)
         ends = np.stack([offset, 255 * gain + offset])
         return float(ends.min()), float(ends.max())
 
-    def _affine(self, **kwargs) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel `gain`, `offset` with `pixel * gain + offset` == rescale-then-normalise."""
+    def pixel_gain_offset(self, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel float32 `gain`, `offset` of shape `(3, 1, 1)`: `uint8 pixel * gain + offset` (multiply, then
+        add, in float32) is the rescale-then-normalise step, as `to_pixel_values` computes it."""
         gain = np.full((3, 1, 1), 1.0, dtype=np.float32)
         offset = np.zeros((3, 1, 1), dtype=np.float32)
         if kwargs.get("do_rescale", self.do_rescale):

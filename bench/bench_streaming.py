@@ -67,10 +67,17 @@ class PeakMemory:
 
 def loader_rate(data: Path, processor, workers: int, images: int) -> float:
     stream = build_stream(
-        str(data), processor.image_processor, processor.tokenizer, BATCH, shuffle_buffer=256, augment=FundusAugment()
+        str(data),
+        processor.image_processor,
+        processor.tokenizer,
+        BATCH,
+        shuffle_buffer=256,
+        augment=FundusAugment(),
+        num_workers=workers,
+        epochs=None,
     )
     seen, start = 0, None
-    for batch in make_dataloader(stream, workers):
+    for batch in make_dataloader(stream):
         if start is None:  # the first batch pays for process start-up and the shuffle buffer fill
             start = time.perf_counter()
             continue

@@ -24,8 +24,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES, SHARDS = 64, 8
 
 
-def write_dataset(folder: Path, examples: int = EXAMPLES, shards: int = SHARDS, split: str = "train") -> Path:
-    """A small dataset in the converter's layout: data/<split>-XXXXX-of-YYYYY.parquet with the full schema."""
+def write_dataset(
+    folder: Path, examples: int = EXAMPLES, shards: int = SHARDS, split: str = "train", rows_per_group: int = 1000
+) -> Path:
+    """A small dataset in the converter's layout: data/<split>-XXXXX-of-YYYYY.parquet with the full schema, written in
+    parquet row groups of `rows_per_group` rows."""
     rng = np.random.default_rng(0)
     rows = []
     for index in range(examples):
@@ -56,7 +59,7 @@ def write_dataset(folder: Path, examples: int = EXAMPLES, shards: int = SHARDS, 
         part = rows[shard * per_shard : (shard + 1) * per_shard]
         columns = {key: [row[key] for row in part] for key in part[0]}
         table = datasets.Dataset.from_dict(columns, features=datasets_features())
-        table.to_parquet(folder / "data" / f"{split}-{shard:05d}-of-{shards:05d}.parquet")
+        table.to_parquet(folder / "data" / f"{split}-{shard:05d}-of-{shards:05d}.parquet", batch_size=rows_per_group)
     return folder
 
 
@@ -93,7 +96,7 @@ def test_batches_hold_pixels_tokens_labels_and_captions(dataset_dir: Path, proce
     image_processor, tokenizer = processing
     stream = build_stream(str(dataset_dir), image_processor, tokenizer, batch_size=8, shuffle_buffer=1)
     batch = next(iter(make_dataloader(stream)))
-    assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["pixel_values"].dtype == torch.float32
+    assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["pixel_values"].dtype == torch.uint8
     assert batch["input_ids"].shape[0] == 8 and batch["attention_mask"].shape == batch["input_ids"].shape
     assert batch["labels"].shape == (8, len(CAPTIONED_COLUMNS))
     assert batch["caption_facts"].shape == (8, 2 * len(FACTS))
@@ -119,12 +122,11 @@ RANK_SCRIPT = textwrap.dedent(
     data, rank, world, workers, epochs = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
     stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
                           build_knowledge_base_tokenizer(), batch_size=4, rank=rank, world_size=world,
-                          shuffle_buffer=8, seed=3, drop_last=False)
+                          num_workers=workers, epochs=epochs, shuffle_buffer=8, seed=3, drop_last=False)
     stream.captioner = FileNameCaptioner()  # identify examples exactly
-    order = []
-    for epoch in range(epochs):
-        stream.set_epoch(epoch)
-        order.append([c for batch in make_dataloader(stream, workers) for c in batch["captions"]])
+    order = [[] for _ in range(epochs)]
+    for batch in make_dataloader(stream):  # one DataLoader, its workers running every epoch
+        order[batch["stream_state"]["epoch"]] += batch["captions"]
     print(json.dumps(order))
     """
 )
@@ -148,9 +150,17 @@ def test_two_ranks_two_workers_see_each_example_once_per_epoch(dataset_dir: Path
     assert orders[0][0] != orders[0][1] or orders[1][0] != orders[1][1], "same order in both epochs"
 
 
+def test_more_readers_than_files_split_row_groups_and_see_each_example_once_per_epoch(tmp_path: Path):
+    data = write_dataset(tmp_path / "two_files", shards=2, rows_per_group=4)  # 16 row groups in 2 files
+    orders = [json.loads(run_python(RANK_SCRIPT, str(data), str(rank), "2", "3", "2")) for rank in (0, 1)]
+    for epoch in range(2):
+        seen = orders[0][epoch] + orders[1][epoch]
+        assert sorted(seen) == sorted(f"{i}.png" for i in range(EXAMPLES)), f"epoch {epoch}"
+
+
 RESUME_SCRIPT = textwrap.dedent(
     """
-    import json, sys, torch
+    import json, sys
     sys.path.insert(0, sys.argv[1])
     sys.path.insert(0, sys.argv[1] + "/tests")
     from test_streaming import FileNameCaptioner
@@ -158,31 +168,38 @@ RESUME_SCRIPT = textwrap.dedent(
     from visionclip.streaming import build_stream, make_dataloader
     from visionclip.tokenization import build_knowledge_base_tokenizer
 
-    data, mode, state_file, buffer = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+    data, mode, state_file, buffer, workers = sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6])
     stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
                           build_knowledge_base_tokenizer(), batch_size=4, shuffle_buffer=buffer, seed=5,
-                          drop_last=False)
+                          num_workers=workers, drop_last=False)
     stream.captioner = FileNameCaptioner()
     stream.set_epoch(1)
     seen = []
     if mode == "resume":
-        stream.load_state_dict(torch.load(state_file, weights_only=False))
-    for step, batch in enumerate(make_dataloader(stream, 2)):
+        with open(state_file) as handle:
+            stream.load_state_dict(json.load(handle))
+    for step, batch in enumerate(make_dataloader(stream)):
         seen += batch["captions"]
         stream.record_batch(batch)
         if mode == "stop" and step == 4:
-            torch.save(stream.state_dict(), state_file)
+            with open(state_file, "w") as handle:
+                json.dump(stream.state_dict(), handle)
             break
     print(json.dumps(seen))
     """
 )
 
 
-@pytest.mark.parametrize("buffer", [1, 8])
-def test_resume_mid_epoch_in_a_new_process(dataset_dir: Path, tmp_path: Path, buffer: int):
-    state_file = str(tmp_path / "stream_state.pt")
-    before = json.loads(run_python(RESUME_SCRIPT, str(dataset_dir), "stop", state_file, str(buffer)))
-    after = json.loads(run_python(RESUME_SCRIPT, str(dataset_dir), "resume", state_file, str(buffer)))
+@pytest.mark.parametrize(
+    ("layout", "buffer"),
+    [("8 files, 2 workers", 1), ("8 files, 2 workers", 8), ("2 files of 8 row groups, 3 workers", 1)],
+)
+def test_resume_mid_epoch_in_a_new_process(dataset_dir: Path, tmp_path: Path, layout: str, buffer: int):
+    workers = "2" if layout == "8 files, 2 workers" else "3"
+    data = dataset_dir if workers == "2" else write_dataset(tmp_path / "two_files", shards=2, rows_per_group=4)
+    state_file = str(tmp_path / "stream_state.json")
+    before = json.loads(run_python(RESUME_SCRIPT, str(data), "stop", state_file, str(buffer), workers))
+    after = json.loads(run_python(RESUME_SCRIPT, str(data), "resume", state_file, str(buffer), workers))
     assert len(before) == 20
     assert not set(before) & set(after), "an example was delivered twice"
     assert len(after) == len(set(after))
@@ -190,7 +207,28 @@ def test_resume_mid_epoch_in_a_new_process(dataset_dir: Path, tmp_path: Path, bu
     if buffer == 1:
         assert missing == 0
     else:  # the examples waiting in each worker's shuffle buffer at save time are lost for this epoch
-        assert 0 <= missing <= 2 * buffer
+        assert 0 <= missing <= int(workers) * buffer
+
+
+def test_too_few_row_groups_for_the_readers_are_refused_with_the_numbers(tmp_path: Path, processing):
+    data = write_dataset(tmp_path / "one_group", examples=8, shards=1)
+    image_processor, tokenizer = processing
+    with pytest.raises(ValueError, match=r"1 data file\(s\) with 1 parquet row group\(s\) .* 2 readers"):
+        build_stream(str(data), image_processor, tokenizer, batch_size=4, num_workers=2)
+
+
+def test_a_stream_state_from_another_world_size_or_worker_count_is_refused(dataset_dir: Path, processing):
+    image_processor, tokenizer = processing
+    one = build_stream(str(dataset_dir), image_processor, tokenizer, batch_size=4, shuffle_buffer=1)
+    one.record_batch(next(iter(make_dataloader(one))))
+    state = json.loads(json.dumps(one.state_dict()))  # checkpoints store it as JSON
+    two = build_stream(str(dataset_dir), image_processor, tokenizer, batch_size=4, world_size=2, shuffle_buffer=1)
+    with pytest.raises(ValueError, match="world size 1.* 2"):
+        two.load_state_dict(state)
+    more_workers = build_stream(str(dataset_dir), image_processor, tokenizer, batch_size=4, num_workers=2)
+    with pytest.raises(ValueError, match="--num-workers 0.*--num-workers 2"):
+        more_workers.load_state_dict(state)
+    assert state["world_size"] == 1 and state["num_workers"] == 0 and state["epoch"] == 0
 
 
 def test_filters_and_balanced_sampling(dataset_dir: Path, processing):
@@ -227,7 +265,9 @@ def test_filters_and_balanced_sampling(dataset_dir: Path, processing):
         build_stream(str(dataset_dir), image_processor, tokenizer, batch_size=4, filters={"colour": [1]})
 
 
-def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, processing, caplog):
+def test_unreadable_images_are_skipped_and_reported_once_with_a_count_and_an_example(
+    tmp_path: Path, processing, caplog
+):
     folder = write_dataset(tmp_path / "bad", examples=8, shards=1)
     shard = next((folder / "data").glob("*.parquet"))
     table = datasets.Dataset.from_parquet(str(shard))
@@ -239,6 +279,9 @@ def test_unreadable_images_are_skipped_and_counted(tmp_path: Path, processing, c
     image_processor, tokenizer = processing
     stream = build_stream(str(folder), image_processor, tokenizer, batch_size=2, shuffle_buffer=1, drop_last=False)
     with caplog.at_level("WARNING"):
-        total = sum(len(b["captions"]) for b in make_dataloader(stream))
-    assert total == 7
-    assert "skipped 1 unreadable" in caplog.text
+        for epoch in range(3):
+            stream.set_epoch(epoch)
+            assert sum(len(b["captions"]) for b in make_dataloader(stream)) == 7
+    reports = [record.getMessage() for record in caplog.records]
+    assert len(reports) == 1, reports  # the same image fails every epoch: one report, not one per image per epoch
+    assert "1 of 8 images could not be read" in reports[0] and f"{3:032x}" in reports[0]

@@ -1,20 +1,27 @@
-"""Streaming SynFundus-1M-schema data for training: open, split across processes once, shuffle, decode, augment,
-caption, tokenize and batch inside DataLoader workers, and resume mid-epoch.
+"""Streaming SynFundus-1M-schema data for training: split across processes once, shuffle, decode, augment, caption,
+tokenize and batch inside DataLoader workers, epoch after epoch, and resume mid-epoch.
 
 Sources: a Hub dataset id, a local folder written by the converter or the generator (``data/<split>-*.parquet``),
-or a parquet glob. Each process builds its stream with its rank; each DataLoader worker of each process then reads
-its own disjoint set of parquet files (reader ``rank * num_workers + worker`` of ``world_size * num_workers``), so
-write at least that many shards. That is the only split: do not also give the DataLoader to `accelerator.prepare`.
+or a parquet glob. Each process builds its stream with its rank and its number of DataLoader workers; each worker
+is one reader with its own disjoint parquet files, or row groups when files are fewer than readers
+(`visionclip.stream_parts`). That is the only split: do not also give the DataLoader to `accelerator.prepare`.
 
-Resuming: every batch carries ``stream_state`` = (worker id, that worker's `datasets` state after the batch). The
-trainer passes consumed batches to :meth:`FundusStream.record_batch` and checkpoints :meth:`FundusStream.state_dict`;
-on restart each worker continues from its own saved file position. Rows that sat in a worker's shuffle buffer at
-save time are not delivered in the rest of that epoch (as with `datasets`' own shuffle buffer); nothing repeats.
+One DataLoader serves a whole run: each worker's iterator runs epoch after epoch itself (a new part order, shuffle
+and captions each epoch), so worker processes start once. Batches hold uint8 pixels; `PixelNormalizer` rescales and
+normalises them on the device.
+
+Resuming: every batch carries ``stream_state`` = {worker, epoch, part, row}: where that worker's reading stood
+after the batch. The trainer passes consumed batches to :meth:`FundusStream.record_batch` and checkpoints
+:meth:`FundusStream.state_dict` (JSON-serialisable; it records the world size, worker count and data files it is
+valid for, and each worker's own epoch); on restart each worker continues from its own position. Rows that sat in a
+worker's shuffle buffer at save time are not delivered in the rest of that epoch; nothing repeats.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
+import itertools
 import logging
 import random
 from collections.abc import Iterator, Mapping
@@ -22,10 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import numpy as np
 import torch
+from PIL import Image
 
 from .augment import FundusAugment
 from .captions import CAPTIONED_COLUMNS, Captioner, stable_seed
+from .stream_parts import StreamPosition, plan_reader_parts, read_part
+from .stream_report import EpochTally, StreamError
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +88,12 @@ def label_frequencies(files: list[str], column: str, sample: int = 5000) -> dict
 
 
 class FundusStream(torch.utils.data.IterableDataset):
-    """Batches of `pixel_values`, tokenized captions, `labels` (columns `CAPTIONED_COLUMNS`) and `caption_facts`
-    (what each caption asserts and denies, see `Captioner.caption_with_facts`) for one process.
+    """Batches of uint8 `pixel_values`, tokenized captions, `labels` (columns `CAPTIONED_COLUMNS`) and
+    `caption_facts` (what each caption asserts and denies, see `Captioner.caption_with_facts`) for one process.
 
-    Reader `rank * num_workers + worker` reads every `readers`-th parquet file, in an order reshuffled each epoch,
-    through an example shuffle buffer of `shuffle_buffer` undecoded rows.
+    Each of the `max(1, num_workers)` DataLoader workers reads its own parts (`plan_reader_parts`) in an order
+    reshuffled each epoch, through an example shuffle buffer of `shuffle_buffer` undecoded rows, for `epochs` epochs
+    per iteration (None: without end). Iterate it with `make_dataloader`.
     """
 
     def __init__(
@@ -95,6 +107,8 @@ class FundusStream(torch.utils.data.IterableDataset):
         token: str | bool | None = None,
         rank: int = 0,
         world_size: int = 1,
+        num_workers: int = 0,
+        epochs: int | None = 1,
         seed: int = 0,
         shuffle_buffer: int = 1000,
         captioner: Captioner | None = None,
@@ -107,81 +121,160 @@ class FundusStream(torch.utils.data.IterableDataset):
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is not in [0, {world_size})")
+        if num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+        if epochs is not None and epochs < 1:
+            raise ValueError(f"epochs must be at least 1 (or None for no end), got {epochs}")
         if not files:
             raise ValueError("No data files")
         self.files, self.split, self.token = list(files), split, token
         self.image_processor, self.tokenizer, self.batch_size = image_processor, tokenizer, batch_size
-        self.rank, self.world_size, self.seed = rank, world_size, seed
-        self.shuffle_buffer = max(1, shuffle_buffer)
+        self.rank, self.world_size, self.num_workers, self.epochs = rank, world_size, num_workers, epochs
+        self.seed, self.shuffle_buffer = seed, max(1, shuffle_buffer)
         self.captioner = captioner or Captioner(seed=seed)
         self.augment = augment
         self.filters = {column: {int(v) for v in values} for column, values in (filters or {}).items()}
         self.keep_probability = {c: dict(p) for c, p in (keep_probability or {}).items()}
         self.drop_last = drop_last
-        self.epoch = 0
-        self._consumed: dict[int, dict] = {}
-        self._resume: dict[int, dict] = {}
+        self.readers_per_process = max(1, num_workers)
+        readers = world_size * self.readers_per_process
+        layout = f"{world_size} process(es) x {self.readers_per_process} DataLoader worker(s)"
+        first = rank * self.readers_per_process
+        self.reader_parts = plan_reader_parts(self.files, readers, token, layout)[
+            first : first + self.readers_per_process
+        ]
+        self.data_digest = hashlib.sha1("\n".join(Path(f).name for f in self.files).encode()).hexdigest()[:16]
+        self.epoch = 0  # the latest epoch this process has consumed a batch of (or starts at)
+        self._start: dict[int, StreamPosition] = {}  # where each worker starts (set_epoch, load_state_dict)
+        self._consumed: dict[int, StreamPosition] = {}  # where each worker stood after its last consumed batch
+        self._reported_unreadable: dict[int, int] = {}
 
     # ------------------------------------------------------------------------------------------ epochs, state
     def set_epoch(self, epoch: int) -> None:
-        """Start `epoch`: a new file order, shuffle and captions. Call before creating the DataLoader iterator."""
-        if epoch != self.epoch:
-            self._consumed, self._resume = {}, {}
+        """Start every worker at the beginning of `epoch` (a new part order, shuffle and captions), forgetting any
+        position. Call before creating the DataLoader iterator."""
         self.epoch = epoch
+        self._start = {worker: StreamPosition(epoch) for worker in range(self.readers_per_process)}
+        self._consumed = {}
 
     def record_batch(self, batch: Mapping[str, Any]) -> None:
         """Note that `batch` was consumed (call for every batch the trainer used)."""
-        worker, state = batch["stream_state"]
-        self._consumed[worker] = state
+        state = batch["stream_state"]
+        self._consumed[int(state["worker"])] = StreamPosition.from_dict(state)
+        self.epoch = max(self.epoch, int(state["epoch"]))
+
+    def position(self, worker: int) -> StreamPosition:
+        """Where `worker` continues: after its last consumed batch, else where it was set to start."""
+        return self._consumed.get(worker) or self._start.get(worker) or StreamPosition(self.epoch)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "worker_states": dict(self._consumed)}
+        """This process's position, JSON-serialisable, with the layout it is valid for."""
+        return {
+            "world_size": self.world_size,
+            "rank": self.rank,
+            "num_workers": self.num_workers,
+            "data_digest": self.data_digest,
+            "epoch": self.epoch,
+            "workers": [self.position(worker).to_dict() for worker in range(self.readers_per_process)],
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from `state_dict()` of the same layout; refuses another world size, worker count or data."""
+        missing = [key for key in ("world_size", "rank", "num_workers", "data_digest", "workers") if key not in state]
+        if missing:
+            raise ValueError(
+                f"cannot resume the data stream: its saved state lacks {', '.join(missing)} (saved by an older "
+                "version, whose positions cannot be mapped onto this stream's readers exactly)"
+            )
+        saved_readers = max(1, int(state["num_workers"]))
+        mismatches = [
+            (f"world size {state['world_size']}", f"{self.world_size}", state["world_size"] != self.world_size),
+            (f"rank {state['rank']}", f"rank {self.rank}", state["rank"] != self.rank),
+            (
+                f"--num-workers {state['num_workers']}",
+                f"--num-workers {self.num_workers}",
+                saved_readers != self.readers_per_process,
+            ),
+            ("other data files", "these", state["data_digest"] != self.data_digest),
+        ]
+        for saved, current, differs in mismatches:
+            if differs:
+                raise ValueError(
+                    f"cannot resume the data stream: the checkpoint was saved with {saved}, this run has {current}; "
+                    "each reader's position only holds for the same processes, DataLoader workers and data files "
+                    "(resume with those, or start a new run)"
+                )
         self.epoch = int(state["epoch"])
-        self._consumed = {int(k): v for k, v in state["worker_states"].items()}
-        self._resume = dict(self._consumed)
+        self._start = {worker: StreamPosition.from_dict(p) for worker, p in enumerate(state["workers"])}
+        self._consumed = {}
 
     # ------------------------------------------------------------------------------------------- iteration
-    def reader_files(self, reader: int, readers: int) -> list[str]:
-        """The files of one reader, in this epoch's order."""
-        if len(self.files) < readers:
-            raise ValueError(
-                f"{len(self.files)} data files cannot feed {readers} readers ({self.world_size} processes x "
-                f"{readers // self.world_size} workers): use fewer workers or write more shards"
-            )
-        files = self.files[reader::readers]
-        random.Random(stable_seed(self.seed, self.epoch, reader, "files")).shuffle(files)
-        return files
-
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = torch.utils.data.get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        reader = self.rank * workers + worker
-        dataset = open_parquet_stream(self.reader_files(reader, self.world_size * workers), self.split, self.token)
-        if worker in self._resume:
-            dataset.load_state_dict(self._resume[worker])
-        rows = ({key: values[0] for key, values in batch.items()} for batch in dataset.iter(batch_size=1))
-        items, skipped = [], 0
-        for example in self._shuffled(rows, reader):
-            item = self._example_to_item(example)
+        if workers != self.readers_per_process:
+            raise ValueError(
+                f"this stream was built for num_workers={self.num_workers}, its DataLoader has {workers} "
+                "worker(s): iterate it with make_dataloader(stream)"
+            )
+        position = self.position(worker)
+        try:
+            for _ in itertools.count() if self.epochs is None else range(self.epochs):
+                yield from self._epoch_batches(worker, position)
+                position = StreamPosition(position.epoch + 1)
+        except StreamError as error:  # handed to the loop's process, which raises it (see StreamLoader)
+            yield {"stream_error": str(error)}
+
+    def _epoch_batches(self, worker: int, start: StreamPosition) -> Iterator[dict[str, Any]]:
+        """One epoch of one worker's batches, from `start` (an epoch's beginning or a saved position)."""
+        reader = self.rank * self.readers_per_process + worker
+        epoch = start.epoch
+        parts = list(self.reader_parts[worker])
+        random.Random(stable_seed(self.seed, epoch, reader, "files")).shuffle(parts)
+        read_up_to = [start]
+
+        def rows() -> Iterator[dict[str, Any]]:
+            for index in range(start.part, len(parts)):
+                skip = start.row if index == start.part else 0
+                for row_number, row in enumerate(read_part(parts[index], skip, self.token), start=skip + 1):
+                    read_up_to[0] = StreamPosition(epoch, index, row_number)
+                    yield row
+
+        tally, items, batches = EpochTally(), [], 0
+        for example in self._shuffled(rows(), reader, epoch):
+            item = self._example_to_item(example, epoch, tally)
             if item is None:
-                skipped += 1
                 continue
             items.append(item)
             if len(items) == self.batch_size:
-                yield self._collate(items, (worker, dataset.state_dict()))
-                items = []
+                yield self._collate(items, worker, read_up_to[0])
+                items, batches = [], batches + 1
         if items and not self.drop_last:
-            yield self._collate(items, (worker, dataset.state_dict()))
-        if skipped:
+            yield self._collate(items, worker, read_up_to[0])
+            batches += 1
+        self._finish_epoch(worker, start, batches, tally)
+
+    def _finish_epoch(self, worker: int, start: StreamPosition, batches: int, tally: EpochTally) -> None:
+        """A whole epoch without a batch is an error naming why; unreadable images are reported in bounded form."""
+        reader = self.rank * self.readers_per_process + worker
+        where = (
+            f"reader {reader} of {self.world_size * self.readers_per_process} (process {self.rank}, worker {worker})"
+        )
+        if batches == 0 and start.at_epoch_start:
+            balance = next(iter(self.keep_probability), None)
+            raise StreamError(tally.no_batch_message(where, start.epoch, self.batch_size, self.filters, balance))
+        if tally.unreadable and self._reported_unreadable.get(reader) != tally.unreadable:
+            self._reported_unreadable[reader] = tally.unreadable
             logger.warning(
-                "worker %d skipped %d unreadable or rejected examples in epoch %d", worker, skipped, self.epoch
+                "%s: %s in epoch %d and were skipped (reported again only if that count changes)",
+                where,
+                tally.unreadable_summary(),
+                start.epoch,
             )
 
-    def _shuffled(self, rows: Iterator[dict[str, Any]], reader: int) -> Iterator[dict[str, Any]]:
+    def _shuffled(self, rows: Iterator[dict[str, Any]], reader: int, epoch: int) -> Iterator[dict[str, Any]]:
         """Reservoir-style shuffle buffer. Rows held in it when a checkpoint is taken are skipped on resume."""
-        rng = random.Random(stable_seed(self.seed, self.epoch, reader, "buffer"))
+        rng = random.Random(stable_seed(self.seed, epoch, reader, "buffer"))
         buffer: list[dict[str, Any]] = []
         for row in rows:
             if len(buffer) < self.shuffle_buffer:
@@ -194,28 +287,31 @@ class FundusStream(torch.utils.data.IterableDataset):
         rng.shuffle(buffer)
         yield from buffer
 
-    def _example_to_item(self, example: dict[str, Any]) -> dict[str, Any] | None:
+    def _example_to_item(self, example: dict[str, Any], epoch: int, tally: EpochTally) -> dict[str, Any] | None:
         record = {k: v for k, v in example.items() if k != "image"}
         key = record.get("file_md5") or record.get("file_name")
-        rng = random.Random(stable_seed(key, self.epoch, self.seed, "sample"))
+        rng = random.Random(stable_seed(key, epoch, self.seed, "sample"))
+        tally.rows += 1
         for column, allowed in self.filters.items():
-            if int(record[column]) not in allowed:
+            if tally.filtered(column, int(record[column]), allowed):
                 return None
         for column, keep in self.keep_probability.items():
             if rng.random() >= keep.get(int(record[column]), 1.0):
+                tally.balanced_out += 1
                 return None
         # with augmentation the crop is resized, padded and warped in one resampling (FundusAugment.place)
         load = self.image_processor.prepare_image if self.augment is None else self.image_processor.load_and_crop
         try:
             image = load(example["image"])
         except (ValueError, OSError) as error:
-            logger.warning("skipping %s: %s", key, error)
+            tally.unreadable_image(key, error)
             return None
+        tally.usable += 1
         if self.augment is not None:
             image, flipped = self.augment.place(image, self.image_processor.placement(*image.size), rng)
             if flipped and record.get("eyes_side") in ("left", "right"):
                 record["eyes_side"] = "right" if record["eyes_side"] == "left" else "left"
-        caption, caption_facts = self.captioner.caption_with_facts(record, self.epoch)
+        caption, caption_facts = self.captioner.caption_with_facts(record, epoch)
         return {
             "image": image,
             "caption": caption,
@@ -223,14 +319,14 @@ class FundusStream(torch.utils.data.IterableDataset):
             "labels": [int(record.get(column) or 0) for column in CAPTIONED_COLUMNS],
         }
 
-    def _collate(self, items: list[dict[str, Any]], stream_state: tuple[int, dict]) -> dict[str, Any]:
+    def _collate(self, items: list[dict[str, Any]], worker: int, position: StreamPosition) -> dict[str, Any]:
         captions = [item["caption"] for item in items]
         batch = dict(self.tokenizer(captions, padding=True, truncation=True, return_tensors="pt"))
-        batch["pixel_values"] = torch.from_numpy(self.image_processor.to_pixel_values([i["image"] for i in items]))
+        batch["pixel_values"] = uint8_pixels([item["image"] for item in items])
         batch["labels"] = torch.tensor([item["labels"] for item in items], dtype=torch.long)
         batch["caption_facts"] = torch.tensor([item["caption_facts"] for item in items], dtype=torch.long)
         batch["captions"] = captions
-        batch["stream_state"] = stream_state
+        batch["stream_state"] = {"worker": worker, **position.to_dict()}
         return batch
 
 
@@ -274,14 +370,49 @@ def build_stream(
     )
 
 
-def make_dataloader(stream: FundusStream, num_workers: int = 0) -> torch.utils.data.DataLoader:
-    """A DataLoader over already-batched stream output (workers decode, augment and tokenize)."""
-    if num_workers < 0:
-        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-    return torch.utils.data.DataLoader(
+class StreamLoader(torch.utils.data.DataLoader):
+    """A DataLoader over a `FundusStream` that raises a reader's `StreamError` in the iterating process, with the
+    reader's own message (a worker hands it over as a batch holding only ``stream_error``)."""
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for batch in super().__iter__():
+            if "stream_error" in batch:
+                raise StreamError(batch["stream_error"])
+            yield batch
+
+
+def make_dataloader(stream: FundusStream, pin_memory: bool = False) -> StreamLoader:
+    """The one DataLoader of a stream, with its `num_workers` workers (they decode, augment and tokenize).
+    `pin_memory` (for a CUDA device) lets the trainer copy batches to the device without blocking.
+
+    Workers are not persistent: a stream's iterator runs all its epochs itself, and a persistent worker would keep
+    its copy of the stream, ignoring a later `set_epoch` or `load_state_dict`."""
+    return StreamLoader(
         stream,
         batch_size=None,
-        num_workers=num_workers,
-        persistent_workers=False,
-        prefetch_factor=2 if num_workers else None,
+        num_workers=stream.num_workers,
+        prefetch_factor=2 if stream.num_workers else None,
+        pin_memory=pin_memory,
     )
+
+
+def uint8_pixels(images: list[Image.Image]) -> torch.Tensor:
+    """Prepared RGB images of one size as a `(batch, 3, H, W)` uint8 tensor: a quarter of the float32 size in
+    DataLoader queues and shared memory; `PixelNormalizer` turns it into model input on the device."""
+    return torch.from_numpy(np.stack([np.asarray(image).transpose(2, 0, 1) for image in images]))
+
+
+class PixelNormalizer:
+    """The image processor's rescale and normalise (`pixel_gain_offset`), applied on `device` to uint8 pixels."""
+
+    def __init__(self, image_processor: Any, device: torch.device | str):
+        gain, offset = image_processor.pixel_gain_offset()
+        self.gain = torch.from_numpy(gain).unsqueeze(0).to(device)
+        self.offset = torch.from_numpy(offset).unsqueeze(0).to(device)
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        """uint8 `(batch, 3, H, W)` (pinned for a non-blocking copy) -> float32 model input on the device."""
+        if pixels.dtype != torch.uint8:
+            raise TypeError(f"expected uint8 pixels from the stream, got {pixels.dtype}")
+        pixels = pixels.to(self.gain.device, non_blocking=True)
+        return pixels.float().mul_(self.gain).add_(self.offset)

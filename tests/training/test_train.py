@@ -11,9 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
+from visionclip.captions import FACTS
 from visionclip.training.config import TrainConfig
 from visionclip.training.data import ensure_embedded_dataset
 
@@ -123,6 +126,164 @@ def test_accumulation_keeps_the_contrastive_batch(cache_dir: Path, tmp_path: Pat
     assert loss_accumulated == pytest.approx(loss_whole, rel=1e-5)
     for name, grad in grads.items():
         torch.testing.assert_close(grad, trainer.model.get_parameter(name).grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+class FileNameCaptioner:
+    """Captions each row with its file name, so a test can find the rows of a batch."""
+
+    def caption_with_facts(self, record, epoch):
+        return record["file_name"], [0] * (2 * len(FACTS))
+
+
+def images_by_file_name(folder: Path, split: str = "train") -> dict[str, dict]:
+    tables = [pq.read_table(path, columns=["file_name", "image"]) for path in sorted(folder.glob(f"data/{split}-*"))]
+    return {row["file_name"]: row["image"] for table in tables for row in table.to_pylist()}
+
+
+def test_the_stream_hands_over_uint8_pixels_that_the_trainer_normalises_like_the_processor(
+    cache_dir: Path, tmp_path: Path
+):
+    from accelerate import Accelerator
+
+    from visionclip.training.loop import Trainer
+
+    config = TrainConfig(
+        preset="tiny",
+        synthetic_train=192,
+        synthetic_validation=96,
+        synthetic_image_size=64,
+        cache_dir=str(cache_dir),
+        batch_size=8,
+        num_workers=0,
+        augment=False,
+        report_to="none",
+        output_dir=str(tmp_path),
+        mixed_precision="no",
+    )
+    trainer = Trainer(config, Accelerator(cpu=True, mixed_precision="no"))
+    trainer.stream.captioner = FileNameCaptioner()
+    batch = next(trainer.micro_batches())
+    assert batch["pixel_values"].dtype == torch.uint8 and batch["pixel_values"].shape[:2] == (8, 3)
+    model_inputs = {}
+    trainer.wrapped.register_forward_pre_hook(lambda _, args, kwargs: model_inputs.update(kwargs), with_kwargs=True)
+    with torch.no_grad():
+        trainer._embed(batch)
+    images = images_by_file_name(Path(trainer.source))
+    expected = trainer.processor.image_processor([images[name] for name in batch["captions"]], return_tensors="pt")
+    assert model_inputs["pixel_values"].dtype == torch.float32
+    torch.testing.assert_close(model_inputs["pixel_values"], expected["pixel_values"], rtol=0, atol=1e-6)
+
+
+def small_trainer(cache_dir: Path, output: Path, **overrides):
+    from accelerate import Accelerator
+
+    from visionclip.training.loop import Trainer
+
+    settings = dict(
+        preset="tiny",
+        synthetic_train=192,
+        synthetic_validation=96,
+        synthetic_image_size=64,
+        cache_dir=str(cache_dir),
+        batch_size=16,
+        num_workers=0,
+        augment=False,
+        shuffle_buffer=1,
+        report_to="none",
+        output_dir=str(output),
+        mixed_precision="no",
+    )
+    trainer = Trainer(TrainConfig(**{**settings, **overrides}), Accelerator(cpu=True, mixed_precision="no"))
+    trainer.stream.captioner = FileNameCaptioner()
+    return trainer
+
+
+def test_one_dataloader_serves_every_epoch_with_a_new_order_each_epoch(cache_dir: Path, tmp_path: Path, monkeypatch):
+    from visionclip.training import loop
+
+    loaders = []
+    make_dataloader = loop.make_dataloader
+    monkeypatch.setattr(
+        loop, "make_dataloader", lambda *a, **k: loaders.append(make_dataloader(*a, **k)) or loaders[-1]
+    )
+    trainer = small_trainer(cache_dir, tmp_path, num_workers=2)
+    batches = trainer.micro_batches()
+    served = [next(batches) for _ in range(30)]  # 12 batches of 16 per epoch of 192 rows
+    assert len(loaders) == 1, "a DataLoader (and its worker processes) was created more than once"
+    by_epoch: dict[int, list[str]] = {}
+    for batch in served:
+        by_epoch.setdefault(batch["stream_state"]["epoch"], []).extend(batch["captions"])
+    assert sorted(by_epoch) == [0, 1, 2] and trainer.epoch == 2
+    assert sorted(by_epoch[0]) == sorted(by_epoch[1]) and len(set(by_epoch[0])) == 192
+    assert by_epoch[0] != by_epoch[1]
+
+
+def test_resume_continues_this_ranks_stream_whatever_epoch_rank_0_was_at(cache_dir: Path, tmp_path: Path):
+    from visionclip.training.checkpoint import TRAINER_STATE
+
+    trainer = small_trainer(cache_dir, tmp_path)
+    batches = trainer.micro_batches()
+    for _ in range(14):  # into the second epoch (12 batches per epoch)
+        trainer.stream.record_batch(next(batches))
+    trainer.step = 14
+    trainer.save()
+    expected = [next(batches)["captions"] for _ in range(3)]
+    assert trainer.epoch == 1
+    # ranks stream independently: rank 0's trainer state may be an epoch behind (or ahead of) this rank
+    state_file = tmp_path / "checkpoints" / "step_00000014" / TRAINER_STATE
+    state_file.write_text(json.dumps({**json.loads(state_file.read_text()), "epoch": 0}))
+
+    resumed = small_trainer(cache_dir, tmp_path, resume="latest")
+    resumed.resume()
+    batches = resumed.micro_batches()
+    assert [next(batches)["captions"] for _ in range(3)] == expected
+    assert resumed.epoch == 1
+
+
+def corrupt_copy(source: Path, target: Path) -> Path:
+    """`source` with every training image replaced by bytes that are not an image."""
+    (target / "data").mkdir(parents=True)
+    for path in sorted((source / "data").glob("*.parquet")):
+        table = pq.read_table(path)
+        if path.name.startswith("train-"):
+            column = table.schema.get_field_index("image")
+            broken = pa.array(
+                [{"bytes": b"not an image", "path": None}] * table.num_rows, type=table.schema.field(column).type
+            )
+            table = table.set_column(column, "image", broken)
+        pq.write_table(table, target / "data" / path.name)
+    return target
+
+
+HANG_GUARD_S = 300  # these runs used to hang: a regression fails here instead of hanging CI
+
+
+@pytest.mark.parametrize("cause", ["batch larger than the data", "filter rejects every row", "every image corrupt"])
+def test_an_epoch_without_a_batch_is_an_error_naming_the_cause(cache_dir: Path, tmp_path: Path, cause: str):
+    from visionclip.training.data import embedded_dataset_dir
+
+    args = [*COMMON, "--cache-dir", str(cache_dir), "--output-dir", str(tmp_path / "run"), "--max-steps", "4"]
+    args += ["--eval-every", "0"]
+    if cause == "batch larger than the data":
+        args += ["--synthetic-train", "96", "--batch-size", "512"]
+        expected = [r"read 96 rows", r"fewer than one batch of 512"]
+    elif cause == "filter rejects every row":
+        args += ["--filters", '{"is_fundus": [7]}', "--num-workers", "2"]
+        expected = [r"is_fundus in \[7\] rejected all 96 rows", r"values found: \[[0-9, ]+\]"]
+    else:
+        embedded = embedded_dataset_dir(
+            TrainConfig(
+                synthetic_train=192, synthetic_validation=96, synthetic_image_size=64, cache_dir=str(cache_dir)
+            )
+        )
+        args += ["--dataset", str(corrupt_copy(embedded, tmp_path / "corrupt"))]
+        expected = [r"192 of 192 images could not be read", r"e\.g\. \S+: .*not a readable image"]
+    completed = run_train(args, timeout=HANG_GUARD_S)
+    assert completed.returncode != 0
+    assert "yielded no batch in epoch 0" in completed.stderr, completed.stderr[-3000:]
+    for pattern in expected:
+        assert re.search(pattern, completed.stderr), (pattern, completed.stderr[-3000:])
+    assert len(completed.stderr) < 20_000, "unbounded error output"
 
 
 def test_sigkill_then_resume_latest_continues_and_exports(cache_dir: Path, tmp_path: Path):

@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from contextlib import nullcontext
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from ..losses import build_loss
-from ..streaming import build_stream, make_dataloader
+from ..streaming import PixelNormalizer, build_stream, make_dataloader
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .data import dataset_source, split_files
@@ -65,7 +66,7 @@ class Trainer:
         model = torch.compile(self.model) if config.torch_compile else self.model
         self.wrapped, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
         self.source = dataset_source(
-            config, accelerator.is_main_process, accelerator.wait_for_everyone, workers=max(1, config.num_workers)
+            config, workers=max(1, config.num_workers), show_progress=accelerator.is_local_main_process
         )
         self.stream = self._build_stream()
         self.evaluator = None
@@ -94,6 +95,8 @@ class Trainer:
             balance_by=config.balance_by,
             rank=self.accelerator.process_index,
             world_size=self.accelerator.num_processes,
+            num_workers=config.num_workers,
+            epochs=None,
             seed=config.seed,
             shuffle_buffer=config.shuffle_buffer,
             augment=FundusAugment() if config.augment else None,
@@ -130,15 +133,18 @@ class Trainer:
         self.nonfinite_total, self.history = state["nonfinite_total"], state["history"]
         if stream_state is not None:
             self.stream.load_state_dict(stream_state)
+            self.epoch = self.stream.epoch  # this process's own: the ranks' streams advance independently
+        else:
+            self.stream.set_epoch(self.epoch)
         self.accelerator.print(f"resumed from {path} at step {self.step} (lr {self.scheduler.get_last_lr()[0]:.3g})")
 
     # ------------------------------------------------------------------------------------------------- loop
     def micro_batches(self):
-        """Endless micro-batches; a new epoch (new order and captions) each time this process's stream ends."""
-        while True:
-            self.stream.set_epoch(self.epoch)
-            yield from make_dataloader(self.stream, self.config.num_workers)
-            self.epoch += 1
+        """Endless micro-batches from one DataLoader, whose workers run epoch after epoch (new order and captions
+        each epoch) from the stream's position; `self.epoch` follows the batches."""
+        for batch in make_dataloader(self.stream, pin_memory=self.accelerator.device.type == "cuda"):
+            self.epoch = max(self.epoch, batch["stream_state"]["epoch"])
+            yield batch
 
     def train(self) -> dict[str, Any]:
         config, accelerator = self.config, self.accelerator
@@ -186,9 +192,14 @@ class Trainer:
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.wrapped)
 
+    @cached_property
+    def pixel_normalizer(self) -> PixelNormalizer:
+        return PixelNormalizer(self.processor.image_processor, self.accelerator.device)
+
     def _embed(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.accelerator.device
-        inputs = {k: batch[k].to(device) for k in (*TEXT_KEYS, "pixel_values") if k in batch}
+        inputs = {k: batch[k].to(device, non_blocking=True) for k in TEXT_KEYS if k in batch}
+        inputs["pixel_values"] = self.pixel_normalizer(batch["pixel_values"])
         if self.channels_last:
             inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=torch.channels_last)
         with self.accelerator.autocast():
