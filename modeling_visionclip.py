@@ -1,6 +1,8 @@
 """PyTorch VisionCLIP model: a CLIP-style dual encoder for colour fundus photographs."""
 
 import inspect
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,12 +84,42 @@ def vision_feature_size(vision_config) -> int:
     return hidden_sizes[-1] if hidden_sizes else vision_config.hidden_size
 
 
+@contextmanager
+def batch_norm_statistics_frozen(module: nn.Module) -> Iterator[None]:
+    """Within this context the training-mode batch norms of `module` still normalise with the batch's own statistics
+    but leave their running statistics and counters as they were: for a pass that repeats a forward already counted
+    (an activation-checkpoint recomputation, a cached no-grad pass), so that each image updates them once.
+
+    Momentum 0 keeps the running statistics (the recomputation must save the same tensors for backward as the
+    forward did, so they are still passed); the counters are put back on exit."""
+    norms = [
+        m
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
+    ]
+    saved = [(norm.momentum, norm.num_batches_tracked.clone()) for norm in norms]
+    for norm in norms:
+        norm.momentum = 0.0
+    try:
+        yield
+    finally:
+        for norm, (momentum, count) in zip(norms, saved, strict=True):
+            norm.momentum = momentum
+            norm.num_batches_tracked.copy_(count)
+
+
 def _checkpointed_forward(stage: nn.Module, checkpoint_fn):
     original = type(stage).forward
 
+    def recompute_contexts():
+        return nullcontext(), batch_norm_statistics_frozen(stage)
+
     def forward(*args, **kwargs):
         if stage.training and torch.is_grad_enabled():
-            return checkpoint_fn(original, stage, *args, **kwargs)
+            # An eager recomputation repeats the whole forward, statistics update included; torch.compile recomputes
+            # only what backward needs (and accepts no other context). context_fn needs use_reentrant=False.
+            contexts = {} if torch.compiler.is_compiling() else {"context_fn": recompute_contexts}
+            return checkpoint_fn(original, stage, *args, use_reentrant=False, **contexts, **kwargs)
         return original(stage, *args, **kwargs)
 
     return forward
@@ -433,4 +465,10 @@ def _load_tower(name_or_path: str, which: str, kwargs: dict[str, Any]) -> PreTra
 
 VisionCLIPModel.register_for_auto_class("AutoModel")
 
-__all__ = ["VisionCLIPModel", "VisionCLIPPreTrainedModel", "VisionCLIPOutput", "ZeroShotResult"]
+__all__ = [
+    "VisionCLIPModel",
+    "VisionCLIPPreTrainedModel",
+    "VisionCLIPOutput",
+    "ZeroShotResult",
+    "batch_norm_statistics_frozen",
+]

@@ -150,7 +150,7 @@ def _loss_and_grads(model: VisionCLIPModel, inputs) -> tuple[torch.Tensor, dict[
 
 @pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated")
 @pytest.mark.parametrize("vision", ["resnet", "vit"])
-def test_gradient_checkpointing_gives_same_loss_and_gradients(vision):
+def test_gradient_checkpointing_gives_same_loss_gradients_and_batch_norm_statistics(vision):
     text = {**TINY_TEXT, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     vision_config = (
         TINY_VISION
@@ -187,6 +187,9 @@ def test_gradient_checkpointing_gives_same_loss_and_gradients(vision):
     assert grads_ckpt.keys() == grads_plain.keys()
     for name in grads_plain:
         torch.testing.assert_close(grads_ckpt[name], grads_plain[name], atol=1e-5, rtol=1e-4, msg=name)
+    # the recomputation in backward normalises with the batch's statistics but must not count them a second time
+    for (name, buffer), expected in zip(model.named_buffers(), reference.buffers(), strict=True):
+        torch.testing.assert_close(buffer, expected, msg=name)
 
     model.gradient_checkpointing_disable()
     calls.clear()
