@@ -39,3 +39,10 @@ def test_nothing_to_train_is_an_error():
     model.requires_grad_(False)
     with pytest.raises(ValueError, match="every parameter is frozen"):
         build_optimizer([model], 1e-3, 0.1, (0.9, 0.98), 1e-6)
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_fused_adamw_on_request(fused: bool):
+    model, _ = build_model_and_processor("tiny")
+    optimizer = build_optimizer([model], 1e-3, 0.1, (0.9, 0.98), 1e-6, fused=fused)
+    assert bool(optimizer.defaults["fused"]) is fused

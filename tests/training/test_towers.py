@@ -22,17 +22,6 @@ def test_lock_keeps_last_blocks_trainable_and_reports_frozen_batch_norms():
         lock_tower(model.text_model, unlocked_blocks=9)
 
 
-def test_channels_last_is_only_used_where_torch_backward_is_safe():
-    from visionclip.training.config import TrainConfig
-    from visionclip.training.loop import channels_last_is_safe
-
-    small, _ = build_model_and_processor("small")
-    tiny, _ = build_model_and_processor("tiny")
-    assert channels_last_is_safe(small, TrainConfig())
-    assert not channels_last_is_safe(tiny, TrainConfig())  # 8-channel convolutions
-    assert not channels_last_is_safe(small, TrainConfig(gradient_checkpointing=True))
-
-
 def test_build_model_starts_from_a_pretrained_text_tower_folder(tmp_path):
     from transformers import BertConfig, BertModel
 

@@ -24,12 +24,18 @@ def parameter_groups(modules: list[nn.Module], weight_decay: float) -> list[dict
 
 
 def build_optimizer(
-    modules: list[nn.Module], lr: float, weight_decay: float, betas: tuple[float, float], eps: float
+    modules: list[nn.Module],
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    eps: float,
+    fused: bool = False,
 ) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters of `modules`; `fused` selects the single-kernel implementation."""
     groups = [group for group in parameter_groups(modules, weight_decay) if group["params"]]
     if not groups:
         raise ValueError("Nothing to train: every parameter is frozen")
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
 
 
 def warmup_cosine(
