@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 from PIL import Image
+from torch import nn
 
 from image_processing_visionclip import load_fundus_image
 
@@ -40,14 +43,27 @@ def pick_examples(files: list[str], limit: int = 2000) -> dict[str, Image.Image]
     return found
 
 
+def non_finite_tensors(model: nn.Module) -> list[str]:
+    """Names of the parameters and buffers (batch-norm statistics included) that hold NaN or infinity."""
+    tensors = chain(model.named_parameters(), model.named_buffers())
+    return [name for name, tensor in tensors if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+
+
 def export_model(trainer, results: dict[str, Any], summary: str) -> Path:
-    """Write `<output_dir>/model` atomically (build in `model.tmp`, then swap)."""
+    """Write `<output_dir>/model` atomically (build in `model.tmp`, then swap); refuse a model with non-finite
+    weights or statistics, whose every prediction would be NaN."""
     config: TrainConfig = trainer.config
     output = Path(config.output_dir)
     final, temporary = output / "model", output / "model.tmp"
+    model, processor = trainer.unwrapped, trainer.processor
+    broken = non_finite_tensors(model)
+    if broken:
+        raise ValueError(
+            f"not exporting {final}: {len(broken)} tensor(s) of the trained model hold NaN or infinity, so every "
+            f"prediction would be NaN: {', '.join(broken[:8])}{' ...' if len(broken) > 8 else ''}"
+        )
     if temporary.exists():
         shutil.rmtree(temporary)
-    model, processor = trainer.unwrapped, trainer.processor
     model.save_pretrained(temporary)
     processor.save_pretrained(temporary)
     (temporary / "training_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))

@@ -14,12 +14,15 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
+from modeling_visionclip import batch_norm_statistics_frozen
+
 from ..losses import build_loss
 from ..streaming import PixelNormalizer, build_stream, make_dataloader
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .data import dataset_source, split_files
 from .evaluation import HeldOutEvaluator, mean_auroc
+from .hardware import channels_last_is_safe, fused_optimizer, tune_backends
 from .optim import build_optimizer, warmup_cosine
 from .towers import build_model, lock_tower
 
@@ -31,14 +34,6 @@ class NonFiniteLossError(RuntimeError):
     pass
 
 
-def channels_last_is_safe(model, config: TrainConfig) -> bool:
-    """Channels-last inputs speed up CNN training on CPU by about 1.3x, but torch 2.13's oneDNN backward crashes
-    (segfault) for 8-channel convolutions and under activation checkpointing; use it only outside those cases."""
-    vision = model.config.vision_config
-    widths = [getattr(vision, "embedding_size", 16), *getattr(vision, "hidden_sizes", [])]
-    return not config.gradient_checkpointing and min(widths) >= 16
-
-
 class Trainer:
     """Trains a VisionCLIP model with Accelerate from a `TrainConfig`."""
 
@@ -47,13 +42,19 @@ class Trainer:
         self.step, self.epoch, self.nonfinite_in_a_row, self.nonfinite_total = 0, 0, 0, 0
         self.history: list[dict[str, Any]] = []
         set_seed(config.seed, device_specific=True)
+        device = accelerator.device
+        tune_backends(device)
         self.model, self.processor = build_model(config.preset, config.vision_tower, config.text_tower)
         self.frozen_norms = self._lock_towers()
         if config.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
-        self.channels_last = config.channels_last and channels_last_is_safe(self.model, config)
+            self.model.activation_checkpointing_enable()
+        self.channels_last = config.channels_last and channels_last_is_safe(
+            self.model, config.gradient_checkpointing, device
+        )
+        if self.channels_last:  # weights in the inputs' layout, or every convolution converts one or the other
+            self.model.to(memory_format=torch.channels_last)
         # The loss is not prepared: its only parameter (SigLIP's bias) gets the same gradient on every process.
-        self.loss_fn = build_loss(config.loss, config.label_similarity).to(accelerator.device)
+        self.loss_fn = build_loss(config.loss, config.label_similarity).to(device)
         accelerator.register_for_checkpointing(self.loss_fn)
         optimizer = build_optimizer(
             [self.model, self.loss_fn],
@@ -61,10 +62,13 @@ class Trainer:
             config.weight_decay,
             (config.adam_beta1, config.adam_beta2),
             config.adam_eps,
+            fused=fused_optimizer(device),
         )
+        self.trained_parameters = [p for group in optimizer.param_groups for p in group["params"]]
         scheduler = warmup_cosine(optimizer, config.warmup_steps, config.max_steps, config.min_lr / config.lr)
-        model = torch.compile(self.model) if config.torch_compile else self.model
-        self.wrapped, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        self.wrapped, self.optimizer, self.scheduler = accelerator.prepare(self.model, optimizer, scheduler)
+        if config.torch_compile:  # after the DDP wrap, so that dynamo splits the graph at DDP's gradient buckets
+            self.wrapped = torch.compile(self.wrapped)
         self.source = dataset_source(
             config, workers=max(1, config.num_workers), show_progress=accelerator.is_local_main_process
         )
@@ -190,7 +194,8 @@ class Trainer:
 
     @property
     def unwrapped(self):
-        return self.accelerator.unwrap_model(self.wrapped)
+        # keep_torch_compile=True would put the bare model inside the compiled wrapper, in place of DDP
+        return self.accelerator.unwrap_model(self.wrapped, keep_torch_compile=False)
 
     @cached_property
     def pixel_normalizer(self) -> PixelNormalizer:
@@ -207,32 +212,36 @@ class Trainer:
         return output.image_embeds.float(), output.text_embeds.float()
 
     def train_step(self, micro: list[dict[str, Any]]) -> float:
-        """One optimizer step over `accum_steps` micro-batches; non-finite losses skip the step."""
+        """One optimizer step over `accum_steps` micro-batches; returns the loss. A step whose loss or gradient norm
+        is not finite is skipped and leaves no trace: parameters, buffers (batch-norm statistics), optimizer state
+        and schedule stay as they were."""
+        buffers = [buffer.clone() for buffer in self.model.buffers()]
         loss = self.accumulate_gradients(micro)
-        if not math.isfinite(loss):
-            self.optimizer.zero_grad(set_to_none=True)
-            return self._count_nonfinite(loss)
+        norm = self.accelerator.clip_grad_norm_(self.trained_parameters, self.config.grad_clip or math.inf)
+        loss_value, norm_value = torch.stack([loss, norm.to(loss)]).tolist()  # the step's one read from the device
+        if not (math.isfinite(loss_value) and math.isfinite(norm_value)):
+            self._undo_step(buffers)
+            return self._count_nonfinite(loss_value, norm_value)
         self.nonfinite_in_a_row = 0
-        if self.config.grad_clip:
-            self.accelerator.clip_grad_norm_(self.wrapped.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         with torch.no_grad():
             self.unwrapped.logit_scale.clamp_(max=math.log(self.unwrapped.config.logit_scale_max))
-        return loss
+        return loss_value
 
-    def accumulate_gradients(self, micro: list[dict[str, Any]]) -> float:
+    def accumulate_gradients(self, micro: list[dict[str, Any]]) -> torch.Tensor:
         """Gradients of one contrastive loss over all micro-batches (open_clip's accum-freq): the embeddings of the
-        other micro-batches are cached without gradients, so the contrastive batch is the effective batch."""
+        other micro-batches are cached without gradients, so the contrastive batch is the effective batch. Returns
+        the loss as a device tensor: nothing here waits for the device."""
         accelerator = self.accelerator
         labels = torch.cat([b["labels"] for b in micro]).to(accelerator.device)
         caption_facts = torch.cat([b["caption_facts"] for b in micro]).to(accelerator.device)
         cached = None
         if len(micro) > 1:
-            with torch.no_grad():
+            # a repeat of the forwards below: it must not count towards batch-norm statistics a second time
+            with torch.no_grad(), batch_norm_statistics_frozen(self.model):
                 cached = [self._embed(b) for b in micro]
-        loss_value = math.nan
         for index, batch in enumerate(micro):
             last = index == len(micro) - 1
             with accelerator.no_sync(self.wrapped) if not last else nullcontext():
@@ -247,24 +256,31 @@ class Trainer:
                 else:
                     self.loss_fn.zero_grad(set_to_none=True)
                 loss = self.loss_fn(images, texts, scale, labels, caption_facts)
-                finite = bool(torch.isfinite(loss.detach()))
-                # a non-finite loss still runs backward (zeroed) so every process takes part in DDP's reduction
-                accelerator.backward(loss if finite else loss.nan_to_num(0.0, 0.0, 0.0) * 0.0)
-            loss_value = loss.item()
-        return loss_value
+                # a non-finite loss runs backward too: every process takes part in DDP's reduction, and the
+                # non-finite gradient norm then skips the step on all of them
+                accelerator.backward(loss)
+        return loss.detach()
 
-    def _count_nonfinite(self, value: float) -> float:
+    def _undo_step(self, buffers: list[torch.Tensor]) -> None:
+        """Drop the gradients and put back the buffers the forward passes changed (batch-norm statistics)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
+                buffer.copy_(saved)
+        if self.accelerator.scaler is not None:
+            self.accelerator.scaler.update()  # fp16: lower the loss scale after an overflow, as its step would
+
+    def _count_nonfinite(self, loss: float, norm: float) -> float:
         self.nonfinite_in_a_row += 1
         self.nonfinite_total += 1
-        self.accelerator.print(
-            f"step {self.step}: non-finite loss {value}, step skipped ({self.nonfinite_in_a_row} in a row)"
-        )
+        cause = f"non-finite loss {loss}" if not math.isfinite(loss) else f"non-finite gradient norm {norm}"
+        self.accelerator.print(f"step {self.step}: {cause}, step skipped ({self.nonfinite_in_a_row} in a row)")
         if self.nonfinite_in_a_row >= self.config.max_nonfinite:
             raise NonFiniteLossError(
-                f"{self.nonfinite_in_a_row} non-finite losses in a row (at step {self.step}): lower --lr, use "
-                "--mixed-precision no, or check the data; the last checkpoint is intact"
+                f"{self.nonfinite_in_a_row} non-finite steps in a row (at step {self.step}, the last with a {cause}): "
+                "lower --lr, use --mixed-precision no, or check the data; the last checkpoint is intact"
             )
-        return value
+        return loss
 
     # ---------------------------------------------------------------------------------- evaluation, logging
     def evaluate(self) -> dict[str, Any]:
