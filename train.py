@@ -30,8 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
-    from visionclip.training.evaluation import mean_auroc
-    from visionclip.training.export import export_model
+    from visionclip.training.distributed import ProcessFailedError
     from visionclip.training.loop import NonFiniteLossError, Trainer
 
     output = Path(config.output_dir)
@@ -69,25 +68,50 @@ def main(argv: list[str] | None = None) -> int:
             )
         trainer.resume()
         results = trainer.train()
-    except (ValueError, FileNotFoundError, NonFiniteLossError) as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
+        with trainer.failures.guard():  # the others wait for the main process's export, and stop if it fails
+            if accelerator.is_main_process:
+                export(trainer, results, minutes=(time.time() - started) / 60)
+    except (ProcessFailedError, NonFiniteLossError) as error:  # raised on every process at the same point
+        if accelerator.is_main_process:
+            print(f"train.py: error: {error}", file=sys.stderr)
         accelerator.end_training()
         return 2
-    if accelerator.is_main_process:
-        minutes = (time.time() - started) / 60
-        summary = (
-            f"Trained for {trainer.step} steps ({trainer.epoch + 1} epoch(s) of the training stream, "
-            f"global batch {config.batch_size}) on {accelerator.num_processes} process(es) "
-            f"({accelerator.device.type}); this run took {minutes:.1f} minutes including data generation "
-            f"and evaluation; {trainer.nonfinite_total} non-finite steps were skipped. Held-out mean "
-            f"zero-shot AUROC: {mean_auroc(results) or float('nan'):.3f}."
-        )
-        folder = export_model(trainer, results, summary)
-        print(json.dumps(results, indent=2))
-        print(f"Hub-ready model folder: {folder}")
+    except (ValueError, FileNotFoundError) as error:
+        print(f"train.py: error: {error}", file=sys.stderr)
+        return stop_alone(accelerator, 2)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0
+
+
+def export(trainer, results: dict, minutes: float) -> None:
+    """The main process's end of a run: a summary, the Hub-ready model folder and the held-out results."""
+    from visionclip.training.evaluation import mean_auroc
+    from visionclip.training.export import export_model
+
+    config, accelerator = trainer.config, trainer.accelerator
+    summary = (
+        f"Trained for {trainer.step} steps ({trainer.epoch + 1} epoch(s) of the training stream, "
+        f"global batch {config.batch_size}) on {accelerator.num_processes} process(es) "
+        f"({accelerator.device.type}); this run took {minutes:.1f} minutes including data generation "
+        f"and evaluation; {trainer.nonfinite_total} non-finite steps were skipped. Held-out mean "
+        f"zero-shot AUROC: {mean_auroc(results) or float('nan'):.3f}."
+    )
+    folder = export_model(trainer, results, summary)
+    print(json.dumps(results, indent=2))
+    print(f"Hub-ready model folder: {folder}")
+
+
+def stop_alone(accelerator, status: int) -> int:
+    """Stop after an error that this process may have met alone. The others may be waiting in a collective it will
+    never join (tearing down the process group could wait for them too), so with several processes it leaves at
+    once: its launcher (torchrun) then stops the rest, and a gloo peer sees the closed connection."""
+    if accelerator.num_processes == 1:
+        accelerator.end_training()
+        return status
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,11 +16,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
+import yaml
 
 from visionclip.captions import FACTS
 from visionclip.training.config import TrainConfig
 
+from .conftest import SYNTHETIC
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
+TWO_CPU_PROCESSES = REPO_ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"
 DATA = ["--synthetic-train", "192", "--synthetic-validation", "96", "--synthetic-image-size", "64"]
 COMMON = [
     "--preset",
@@ -349,33 +354,93 @@ def test_sigkill_then_resume_latest_continues_and_exports(cache_dir: Path, tmp_p
     assert check.stdout.split() == ["VisionCLIPModel", "1.0"]
 
 
+def launch_two_processes(args: list[str], config_file: Path = TWO_CPU_PROCESSES) -> subprocess.CompletedProcess:
+    """`accelerate launch` of train.py; the timeout only turns a hang into a failure."""
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config_file)]
+    return subprocess.run(
+        [*command, str(REPO_ROOT / "train.py"), *COMMON, *args],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        cwd=REPO_ROOT,
+        timeout=900,
+    )
+
+
+def scheduled_lr(step: int, warmup_steps: int, total_steps: int) -> float:
+    """The learning rate after `step` optimizer steps of the default schedule (lr 1e-3, min_lr 1e-5)."""
+    from visionclip.training.optim import warmup_cosine
+
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=1e-3)
+    schedule = warmup_cosine(optimizer, warmup_steps, total_steps, 1e-5 / 1e-3)
+    for _ in range(step):
+        optimizer.step()
+        schedule.step()
+    return schedule.get_last_lr()[0]
+
+
+def logged_scalars(logs: Path, tag: str) -> dict[int, float]:
+    """{step: value} of one scalar in the TensorBoard event files under `logs`."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    runs = EventMultiplexer().AddRunsFromDirectory(str(logs)).Reload()
+    logged = [run for run, tags in runs.Runs().items() if tag in tags["scalars"]]
+    return {event.step: event.value for run in logged for event in runs.Scalars(run, tag)}
+
+
 def test_two_cpu_processes_with_accelerate_launch(cache_dir: Path, tmp_path: Path):
     output = tmp_path / "ddp"
-    command = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(REPO_ROOT / "configs" / "accelerate" / "cpu_2proc.yaml"),
-        str(REPO_ROOT / "train.py"),
-        *COMMON,
-        "--cache-dir",
-        str(cache_dir),
-        "--output-dir",
-        str(output),
-        "--max-steps",
-        "6",
-        "--save-every",
-        "3",
-        "--eval-every",
-        "0",
-    ]
-    completed = subprocess.run(command, capture_output=True, text=True, env=environment(), cwd=REPO_ROOT)
+    args = ["--cache-dir", str(cache_dir), "--output-dir", str(output), "--max-steps", "6", "--save-every", "3"]
+    completed = launch_two_processes([*args, "--eval-every", "0", "--report-to", "tensorboard"])
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert "2 process(es)" in completed.stdout
     checkpoint = output / "checkpoints" / "step_00000006"
     assert (checkpoint / "stream_rank0.pt").is_file() and (checkpoint / "stream_rank1.pt").is_file()
     assert (output / "model" / "model.safetensors").is_file()
+    # the schedule advances once per optimizer step, however many processes take it (logged every 2 steps)
+    rates = logged_scalars(output / "logs", "train/lr")
+    assert rates.keys() == {2, 4, 6}
+    for step, rate in rates.items():
+        assert rate == pytest.approx(scheduled_lr(step, warmup_steps=2, total_steps=6), rel=1e-5), step
+
+
+def corrupt_first_page(shard: Path) -> None:
+    """Overwrite the header of a parquet file's first data page, as a bad sector would; the footer stays valid,
+    so the file lists and opens, and fails only when its rows are read."""
+    data = bytearray(shard.read_bytes())
+    data[4:68] = b"\xff" * 64
+    shard.write_bytes(bytes(data))
+
+
+def test_an_unreadable_shard_of_one_process_stops_every_process_with_its_message(cache_dir: Path, tmp_path: Path):
+    from visionclip.training.data import embedded_dataset_dir
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(embedded_dataset_dir(TrainConfig(**SYNTHETIC, cache_dir=str(cache_dir))), dataset)
+    for shard in sorted((dataset / "data").glob("train-*.parquet"))[1::2]:  # the files process 1 of 2 reads
+        corrupt_first_page(shard)
+    completed = launch_two_processes(
+        ["--dataset", str(dataset), "--output-dir", str(tmp_path / "run"), "--max-steps", "6", "--eval-every", "0"]
+    )
+    assert completed.returncode != 0
+    # the main process, which read nothing wrong, stops with process 1's error instead of waiting for it
+    assert re.search(r"train.py: error: process 1 of 2 failed: OSError: .*page header", completed.stderr), (
+        completed.stderr[-4000:]
+    )
+
+
+def test_fsdp_is_refused_with_ddp_as_the_path(cache_dir: Path, tmp_path: Path):
+    launch_config = yaml.safe_load(TWO_CPU_PROCESSES.read_text()) | {
+        "distributed_type": "FSDP",
+        "fsdp_config": {"fsdp_version": 2, "fsdp_reshard_after_forward": True},
+    }
+    fsdp = tmp_path / "fsdp.yaml"
+    fsdp.write_text(yaml.safe_dump(launch_config))
+    args = ["--cache-dir", str(cache_dir), "--output-dir", str(tmp_path / "run"), "--max-steps", "3"]
+    completed = launch_two_processes(args, config_file=fsdp)
+    assert completed.returncode != 0
+    assert "train.py: error: FSDP is not supported" in completed.stderr, completed.stderr[-4000:]
+    assert "configs/accelerate/8gpu_ddp.yaml" in completed.stderr
 
 
 def test_bad_dataset_path_fails_with_a_message(tmp_path: Path):

@@ -21,6 +21,7 @@ from ..streaming import PixelNormalizer, build_stream, make_dataloader
 from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
 from .config import TrainConfig
 from .data import dataset_source, split_files
+from .distributed import FailureBarrier, refuse_fsdp
 from .evaluation import HeldOutEvaluator, mean_auroc
 from .hardware import channels_last_is_safe, fused_optimizer, tune_backends
 from .optim import build_optimizer, warmup_cosine
@@ -45,6 +46,7 @@ class Trainer:
         device = accelerator.device
         tune_backends(device)
         self.model, self.processor = build_model(config.preset, config.vision_tower, config.text_tower)
+        refuse_fsdp(accelerator, self.model)
         self.frozen_norms = self._lock_towers()
         if config.gradient_checkpointing:
             self.model.activation_checkpointing_enable()
@@ -66,9 +68,13 @@ class Trainer:
         )
         self.trained_parameters = [p for group in optimizer.param_groups for p in group["params"]]
         scheduler = warmup_cosine(optimizer, config.warmup_steps, config.max_steps, config.min_lr / config.lr)
+        # train_step steps the schedule once per optimizer step. Linked to the optimizer, Accelerate would step it
+        # once per process, assuming a prepared DataLoader that divides the steps (the stream is not prepared).
+        accelerator.step_scheduler_with_optimizer = False
         self.wrapped, self.optimizer, self.scheduler = accelerator.prepare(self.model, optimizer, scheduler)
         if config.torch_compile:  # after the DDP wrap, so that dynamo splits the graph at DDP's gradient buckets
             self.wrapped = torch.compile(self.wrapped)
+        self.failures = FailureBarrier(accelerator)
         self.source = dataset_source(
             config, workers=max(1, config.num_workers), show_progress=accelerator.is_local_main_process
         )
@@ -164,7 +170,8 @@ class Trainer:
         start, images_since = time.perf_counter(), 0
         self.train_mode()
         while self.step < config.max_steps:
-            micro = [next(batches) for _ in range(config.accum_steps)]
+            with self.failures.guard():  # a process that cannot read its data stops them all
+                micro = [next(batches) for _ in range(config.accum_steps)]
             loss = self.train_step(micro)
             self.step += 1
             images_since += config.batch_size
@@ -285,19 +292,20 @@ class Trainer:
     # ---------------------------------------------------------------------------------- evaluation, logging
     def evaluate(self) -> dict[str, Any]:
         results = {}
-        if self.accelerator.is_main_process:
-            results = self.held_out().evaluate(self.unwrapped)
-            summary = mean_auroc(results)
-            self.log(
-                {f"eval/auroc_{name}": r["auroc"] for name, r in results.items() if r["auroc"] is not None}
-                | ({"eval/mean_auroc": summary} if summary is not None else {})
-            )
-            self.history.append({"step": self.step, "mean_auroc": summary})
-            tqdm.write(
-                f"step {self.step}: held-out zero-shot mean AUROC {summary:.3f}"
-                if summary is not None
-                else f"step {self.step}: no finding common enough to measure"
-            )
+        with self.failures.guard():  # the others wait here for the main process, and stop if it fails
+            if self.accelerator.is_main_process:
+                results = self.held_out().evaluate(self.unwrapped)
+                summary = mean_auroc(results)
+                self.log(
+                    {f"eval/auroc_{name}": r["auroc"] for name, r in results.items() if r["auroc"] is not None}
+                    | ({"eval/mean_auroc": summary} if summary is not None else {})
+                )
+                self.history.append({"step": self.step, "mean_auroc": summary})
+                tqdm.write(
+                    f"step {self.step}: held-out zero-shot mean AUROC {summary:.3f}"
+                    if summary is not None
+                    else f"step {self.step}: no finding common enough to measure"
+                )
         self.accelerator.wait_for_everyone()
         return results
 
