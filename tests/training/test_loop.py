@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 import math
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -67,20 +69,31 @@ def assert_finite(state: dict[str, torch.Tensor]) -> None:
     assert not broken, f"non-finite: {broken[:5]}"
 
 
-def poisoned(batch: dict) -> dict:
-    """A batch with one infinite pixel, as a corrupt or badly normalised image would give."""
-    batch = dict(batch, pixel_values=batch["pixel_values"].clone())
-    batch["pixel_values"][0, 0, 0, 0] = math.inf
-    return batch
+@contextmanager
+def overflowing(trainer: Trainer) -> Iterator[None]:
+    """While inside, the first convolution's output holds one infinite value, as an overflow would give; the batch
+    norm after it then sees a non-finite batch (the stream's uint8 pixels cannot hold one themselves)."""
+
+    def overflow(module, inputs, output):
+        output = output.clone()
+        output[0, 0, 0, 0] = math.inf
+        return output
+
+    handle = trainer.model.vision_model.embedder.embedder.convolution.register_forward_hook(overflow)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
-def test_a_non_finite_batch_mid_run_leaves_no_trace_and_the_run_continues(make_trainer):
+def test_a_non_finite_step_mid_run_leaves_no_trace_and_the_run_continues(make_trainer):
     trainer = make_trainer()
     batches = trainer.micro_batches()
     assert math.isfinite(trainer.train_step([next(batches)]))  # the optimizer has state from here on
     before = training_state(trainer)
 
-    loss = trainer.train_step([poisoned(next(batches))])
+    with overflowing(trainer):
+        loss = trainer.train_step([next(batches)])
     assert not math.isfinite(loss) and trainer.nonfinite_in_a_row == trainer.nonfinite_total == 1
     assert_unchanged(before, training_state(trainer))
 
@@ -91,13 +104,14 @@ def test_a_non_finite_batch_mid_run_leaves_no_trace_and_the_run_continues(make_t
     assert not torch.equal(after["parameter visual_projection.weight"], before["parameter visual_projection.weight"])
 
 
-def test_non_finite_batches_in_a_row_stop_the_run_naming_the_cause_with_the_model_intact(make_trainer):
+def test_non_finite_steps_in_a_row_stop_the_run_naming_the_cause_with_the_model_intact(make_trainer):
     trainer = make_trainer(max_nonfinite=2, accum_steps=2)
     batches = trainer.micro_batches()
     before = training_state(trainer)
-    trainer.train_step([poisoned(next(batches)), next(batches)])
-    with pytest.raises(NonFiniteLossError, match="2 non-finite steps in a row .* non-finite loss"):
-        trainer.train_step([next(batches), poisoned(next(batches))])
+    with overflowing(trainer):
+        trainer.train_step([next(batches), next(batches)])
+        with pytest.raises(NonFiniteLossError, match="2 non-finite steps in a row .* non-finite loss"):
+            trainer.train_step([next(batches), next(batches)])
     assert_unchanged(before, training_state(trainer))
 
 
@@ -127,7 +141,8 @@ def test_batch_norm_statistics_see_each_image_once_with_checkpointing_and_accumu
     trainer.accumulate_gradients(micro)
     with torch.no_grad():  # a plain run: one training-mode forward per micro-batch
         for batch in micro:
-            reference(**{key: batch[key] for key in (*TEXT_KEYS, "pixel_values") if key in batch})
+            text = {key: batch[key] for key in TEXT_KEYS if key in batch}
+            reference(pixel_values=trainer.pixel_normalizer(batch["pixel_values"]), **text)
     norms = [name for name, _ in trainer.model.named_buffers() if name.endswith("num_batches_tracked")]
     assert norms and all(trainer.model.get_buffer(name).item() == 2 for name in norms)
     for (name, buffer), expected in zip(trainer.model.named_buffers(), reference.buffers(), strict=True):
