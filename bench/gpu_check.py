@@ -7,7 +7,7 @@ Stages, each in its own process under its own time budget (a stage that overruns
     step            the flair-reference training step (ResNet-50 + BERT-base, 512 px) at batch 256 in bf16:
                     images/s, peak GPU memory with and without gradient checkpointing, and MFU: FLOPs counted with
                     torch's FlopCounterMode (as docs/gpu_hours.md does) against a bf16 matmul peak measured here
-    layout_compile  the same step at batch 128: channels-last off, and torch.compile on
+    layout_compile  the same step at batch 128 without checkpointing: channels-last off, and torch.compile on
     loader          DataLoader images/s with 8 and 15 workers on the PNG and the JPEG set, against the step rate
     main_job        `train.py` with its defaults on the GPU (15 loader workers): the held-out AUROC curve against the
                     CPU run's figures in README.md; the same 1,200-step schedule, so each point compares with the CPU
@@ -32,10 +32,14 @@ which runs `python -m pip download --no-deps --only-binary=:all: --python-versio
 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl
 transformers==5.24.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19`.
 
-On the device (the lead's `run` tool; the repository travels, `.whl` is carried; 8 minutes of stages, the rest of
-the 600 s is start-up and slack):
+On the device (the `run` tool sends the checkout the session started in, so prepare `.whl/` there; it is carried
+because it is ignored; about 8 minutes of stages, the rest of the 600 s is slack, and the machine's start comes on
+top):
 
     run(command="PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT", carry=[".whl"], timeout_s=600)
+
+A stage that overran can be rerun alone with more time, e.g. `--stages main_job --stage-budget main_job=500` (step,
+layout_compile, loader and ddp read the data stage's sets: list `data` first).
 
 Here, in CI (tests/test_gpu_check.py): `python bench/gpu_check.py --dry-run --out DIR` runs every stage at tiny
 sizes (tiny preset, 64 px, a few steps) on the CPU; its figures mean nothing, it checks that every stage works.
@@ -64,10 +68,10 @@ CARRIED = {"transformers": "5.24.0", "datasets": "5.2.0", "dill": "0.4.1", "mult
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 OPTIONAL = {"evaluate"}  # pyproject dependencies the check does not use (eval_zeroshot.py's report does)
 STAGES = tuple(STAGE_FUNCTIONS)  # in the order they run
-# Seconds on one H100 with 16 cores, 470 together; the dry run's are generous limits for a busy 2-core CPU.
-BUDGETS = {"data": 45, "step": 70, "layout_compile": 100, "loader": 50, "main_job": 150, "ddp": 55}
+# Seconds on one H100 with 16 cores, 470 together (inductor compiling ResNet-50 + BERT-base takes the most); the
+# dry run's are generous limits for a busy 2-core CPU.
+BUDGETS = {"data": 35, "step": 65, "layout_compile": 135, "loader": 45, "main_job": 140, "ddp": 50}
 DRY_RUN_BUDGETS = dict.fromkeys(STAGES, 600)
-TOTAL_BUDGET_S = 480
 
 
 def prepare_wheels_command() -> list[str]:
@@ -106,6 +110,8 @@ def install_carried_wheels_and_restart() -> None:
         return
     needed = [why for name, why in unmet_requirements().items() if name not in OPTIONAL]
     wheels = sorted(WHEELS.glob("*.whl"))
+    if needed and not wheels:
+        print(f"gpu_check: {'; '.join(needed)}, and no wheels in {WHEELS}: see --prepare-wheels", flush=True)
     if not needed or not wheels:
         return
     site = Path(tempfile.gettempdir()) / "visionclip-gpu-check-site"
@@ -172,11 +178,12 @@ def run_stages(args: argparse.Namespace, out: Path, work: Path) -> dict:
         "script": "bench/gpu_check.py",
         "dry_run": args.dry_run,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "total_budget_s": args.total_budget_s,
         "environment": environment_report(),
         "stages": {},
     }
-    deadline = time.monotonic() + args.total_budget_s
+    total = args.total_budget_s or sum(budgets[stage] for stage in args.stages)
+    report["total_budget_s"] = total
+    deadline = time.monotonic() + total
     with open(out / "gpu_check.log", "a") as log:
         for stage in args.stages:
             left = deadline - time.monotonic()
@@ -225,7 +232,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--work", type=Path, help="scratch folder (default: a temporary one, removed at the end)")
     parser.add_argument("--dry-run", action="store_true", help="every stage at tiny sizes, on the CPU")
     parser.add_argument("--stages", type=lambda text: text.split(","), default=list(STAGES), help=",".join(STAGES))
-    parser.add_argument("--total-budget-s", type=float, default=TOTAL_BUDGET_S)
+    parser.add_argument("--total-budget-s", type=float, help="a cap on all stages together (default: their sum)")
     parser.add_argument(
         "--stage-budget",
         action="append",

@@ -81,6 +81,11 @@ class Stage:
         self.name, self.work, self.dry_run = name, work, dry_run
         self.sizes = DRY if dry_run else FULL
         self.results: dict[str, Any] = {}
+        self.trainers = 0  # each Trainer gets its own output folder
+
+    def trainer_folder(self) -> str:
+        self.trainers += 1
+        return str(self.work / f"{self.name}-trainer-{self.trainers}")
 
     def record(self, **values: Any) -> None:
         from visionclip.shards import atomic_write_bytes
@@ -153,7 +158,7 @@ def train_config(stage: Stage, precision: str, **overrides: Any):
         "num_workers": stage.sizes.step_workers,
         "shuffle_buffer": 64,
         "report_to": "none",
-        "output_dir": str(stage.work / "trainer"),
+        "output_dir": stage.trainer_folder(),
         "mixed_precision": precision,
         **overrides,
     }
