@@ -213,13 +213,13 @@ def timed_steps(trainer, steps: int, warmup: int) -> dict[str, Any]:
         loss = trainer.train_step(micro)
     synchronize(device)
     elapsed = time.perf_counter() - started
+    cuda = device.type == "cuda"
     return {
         "images_per_s": round(steps * trainer.config.batch_size / elapsed, 1),
         "step_s": round(elapsed / steps, 4),
         "warmup_steps_s": round(warmup_s, 2),
-        "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
-        if device.type == "cuda"
-        else None,
+        "peak_memory_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 2) if cuda else None,
+        "peak_reserved_gib": round(torch.cuda.max_memory_reserved(device) / 2**30, 2) if cuda else None,
         "channels_last": getattr(trainer, "channels_last", None),
         "caption_tokens": int(micro[0]["input_ids"].shape[1]),
         "loss": float(loss),
@@ -236,10 +236,11 @@ def step_flops_per_image(trainer) -> dict[str, Any]:
     return {"flops_per_image": counter.get_total_flops() / trainer.config.batch_size}
 
 
-def matmul_peak(device, dtype, size: int, repeats: int = 10) -> float:
+def matmul_peak(device, dtype, size: int) -> float:
     """FLOP/s of a square matrix product, the best this device does in `dtype`."""
     import torch
 
+    repeats = 50 if device.type == "cuda" else 10  # 8192^3 in bf16 takes about 1.4 ms on an H100
     a = torch.randn(size, size, device=device, dtype=dtype)
     b = torch.randn(size, size, device=device, dtype=dtype)
     for _ in range(3):
@@ -469,9 +470,20 @@ def stage_ddp(stage: Stage) -> None:
 
 def ddp_worker(train_args: list[str]) -> int:
     """One torchrun process: a gloo process group (NCCL refuses two processes on one GPU), then train.py."""
+    import functools
+
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
+    barrier = dist.barrier
+
+    @functools.wraps(barrier)
+    def barrier_on_the_cpu(*args: Any, device_ids: list[int] | None = None, **kwargs: Any):
+        # Accelerate's wait_for_everyone names GPU <local rank>, absent where two processes share one GPU (torch
+        # would allocate the barrier's tensor there); without device ids a gloo barrier runs on the CPU
+        return barrier(*args, **kwargs)
+
+    dist.barrier = barrier_on_the_cpu
     import train
 
     return train.main(train_args)
