@@ -143,9 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|")
     for workers, rate in rates.items():
         print(f"| loader, {workers} worker(s) | {rate:.0f} | {rate / train:.1f}x |")
-    print(
-        f"| training step, small preset, {precision.mixed_precision.replace('no', 'fp32')}, batch {BATCH} | {train:.0f} | 1.0x |"
-    )
+    label = "fp32" if precision.mixed_precision == "no" else precision.mixed_precision
+    print(f"| training step, small preset, {label}, batch {BATCH} | {train:.0f} | 1.0x |")
     if args.data is None:
         small, large = peak_memory(data, processor, 1000), peak_memory(data, processor, 10000 - 2 * BATCH)
         print(f"peak RSS (main + workers) streaming 1k images: {small:.0f} MiB; 10k images: {large:.0f} MiB")
