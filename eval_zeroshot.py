@@ -23,6 +23,7 @@ DEFAULT_MODEL = "runs/visionclip-small/model"
 
 
 def parse_args(argv: list[str] | None):
+    from visionclip.precision import PRECISIONS
     from visionclip.zeroshot.runner import MODES
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,6 +50,12 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--synthetic-count", type=int, default=300, help="images for a `synthetic` source")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
+    parser.add_argument(
+        "--mixed-precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="image encoding; auto: bf16 where the device runs it",
+    )
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("eval_results"))
@@ -94,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser, args = parse_args(argv)
     from tqdm.auto import tqdm
 
+    from visionclip.precision import resolve_precision
     from visionclip.zeroshot.report import markdown_table, model_index, per_class_table, plot_confusion, plot_roc
     from visionclip.zeroshot.runner import EvalOptions, evaluate_dataset, load_model, random_baseline
 
@@ -108,6 +116,10 @@ def main(argv: list[str] | None = None) -> int:
             models.append((other, other_model, other_processor))
     except (ValueError, FileNotFoundError, OSError) as error:
         parser.error(str(error))
+    precision = resolve_precision(args.mixed_precision, next(model.parameters()).device)
+    print(precision.summary())
+    if precision.warning:
+        print(f"eval_zeroshot.py: warning: {precision.warning}", file=sys.stderr)
     options = EvalOptions(
         tuple(args.modes),
         args.eval_split,
@@ -118,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         args.num_workers,
         args.bootstrap,
         args.seed,
+        precision=precision.mixed_precision,
     )
     for dataset in datasets:
         if all(item.split is None for item in dataset.items):

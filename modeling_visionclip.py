@@ -349,7 +349,8 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
             )
         classifier = self.zero_shot_classifier(prompts, processor.tokenizer)
         image_embeds = torch.cat([self.encode_image(batch.to(classifier.device)).float() for batch in batches])
-        logits = self.logit_scale_value().float() * image_embeds @ classifier.t()
+        with torch.autocast(classifier.device.type, enabled=False):  # scores in fp32, also under mixed precision
+            logits = self.logit_scale_value().float() * image_embeds @ classifier.t()
         return ZeroShotResult(list(prompts), logits.softmax(dim=-1), logits, task)
 
     # ------------------------------------------------- checkpointing, saving

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from visionclip.paths import real_data_dir
+from visionclip.precision import PRECISIONS, inference_autocast, resolve_precision
 from visionclip.presets import build_model_and_processor, list_presets
 from visionclip.zeroshot.data import IMAGE_SUFFIXES
 
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--task", help="a recommended zero-shot task saved with the model")
     parser.add_argument("--classes", help='free-form class names instead of a task, comma-separated: "a,b,c"')
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument(
+        "--mixed-precision", choices=PRECISIONS, default="auto", help="auto: bf16 where the device runs it natively"
+    )
     args = parser.parse_args(argv)
     if args.task and args.classes:
         parser.error("give --task or --classes, not both")
@@ -97,8 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
     model, processor = load_model(args.model)
     model.eval()
+    device = next(model.parameters()).device
+    precision = resolve_precision(args.mixed_precision, device)
+    print(precision.summary())
+    if precision.warning:
+        print(f"predict.py: warning: {precision.warning}", file=sys.stderr)
     try:
-        result = model.zero_shot(images, processor, task=task, class_names=class_names, batch_size=args.batch_size)
+        with inference_autocast(precision.mixed_precision, device):
+            result = model.zero_shot(images, processor, task=task, class_names=class_names, batch_size=args.batch_size)
     except ValueError as error:
         parser.error(str(error))
     print(f"task: {task or 'free-form'}; classes: {result.class_names}")

@@ -11,6 +11,7 @@ configuration is printed and saved beside the run; the run ends with a Hub-ready
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,16 +28,21 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(argv, description=__doc__)
 
     import torch
-    from accelerate import Accelerator
+    from accelerate import Accelerator, PartialState
     from accelerate.utils import ProjectConfiguration
 
+    from visionclip.precision import resolve_precision
     from visionclip.training.distributed import ProcessFailedError
     from visionclip.training.loop import NonFiniteLossError, Trainer
 
     output = Path(config.output_dir)
+    # without a GPU, say so: torchrun-launched processes then form a gloo process group (MULTI_CPU)
+    cpu = not torch.accelerator.is_available()
+    # the process group first, so that every process runs in the precision the main process chose
+    precision = resolve_precision(config.mixed_precision, PartialState(cpu=cpu).device)
+    config = dataclasses.replace(config, mixed_precision=precision.mixed_precision)
     accelerator = Accelerator(
-        # without a GPU, say so: torchrun-launched processes then form a gloo process group (MULTI_CPU)
-        cpu=not torch.accelerator.is_available(),
+        cpu=cpu,
         mixed_precision=config.mixed_precision,
         log_with=None if config.report_to == "none" else config.report_to,
         project_config=ProjectConfiguration(project_dir=str(output), logging_dir=str(output / "logs")),
@@ -49,7 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if accelerator.is_main_process else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    resolved = yaml.safe_dump(config.to_dict(), sort_keys=False)
+    resolved = precision.annotate_yaml(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    logging.getLogger("train").info(precision.summary())
+    if precision.warning and accelerator.is_main_process:
+        print(f"train.py: warning: {precision.warning}", file=sys.stderr)
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
         (output / "training_config.yaml").write_text(resolved)

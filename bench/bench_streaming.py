@@ -2,7 +2,8 @@
 
 Stream -> decode (512 px PNG) -> FOV crop/resize (224 px) -> augment -> caption -> tokenize -> batch of 64, with 0,
 1 and 2 DataLoader workers; then the images per second one training step of `small` consumes, as the main job runs
-it (192 px channels-last batches, bf16 autocast; `--precision fp32` for full precision); then peak resident memory
+it (192 px channels-last batches, `--mixed-precision auto` as train.py: bf16 autocast where the CPU runs it
+natively, else fp32); then peak resident memory
 (main process + workers) while streaming 1k and 10k images.
 
     python bench/bench_streaming.py                                   # 512 px PNG, like SynFundus-1M
@@ -24,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from visionclip.augment import FundusAugment  # noqa: E402
+from visionclip.precision import PRECISIONS, resolve_precision  # noqa: E402
 from visionclip.presets import build_model_and_processor  # noqa: E402
 from visionclip.streaming import build_stream, make_dataloader  # noqa: E402
 
@@ -127,19 +129,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, help="an existing dataset folder (default: 10k generated 512 px images)")
     parser.add_argument("--images", type=int, default=1000, help="images timed per loader configuration")
-    parser.add_argument("--precision", choices=("bf16", "fp32"), default="bf16", help="of the training step")
+    parser.add_argument("--mixed-precision", choices=PRECISIONS, default="auto", help="of the training step")
     args = parser.parse_args(argv)
     data = args.data or ensure_data(Path.home() / ".cache" / "visionclip" / "bench-512px-10k", 10_000)
     _, processor = build_model_and_processor("small")
     size = processor.image_processor.size["height"]
     print(f"data: {data}, batch {BATCH}, small preset preprocessing at {size} px, augmentation on")
     rates = {workers: loader_rate(data, processor, workers, args.images) for workers in (0, 1, 2)}
-    train = training_rate(args.precision == "bf16")
+    precision = resolve_precision(args.mixed_precision, "cpu")
+    print(precision.summary())
+    train = training_rate(precision.mixed_precision == "bf16")
     print("| configuration | images/s | vs training step |")
     print("|---|---|---|")
     for workers, rate in rates.items():
         print(f"| loader, {workers} worker(s) | {rate:.0f} | {rate / train:.1f}x |")
-    print(f"| training step, small preset, {args.precision}, batch {BATCH} | {train:.0f} | 1.0x |")
+    label = "fp32" if precision.mixed_precision == "no" else precision.mixed_precision
+    print(f"| training step, small preset, {label}, batch {BATCH} | {train:.0f} | 1.0x |")
     if args.data is None:
         small, large = peak_memory(data, processor, 1000), peak_memory(data, processor, 10000 - 2 * BATCH)
         print(f"peak RSS (main + workers) streaming 1k images: {small:.0f} MiB; 10k images: {large:.0f} MiB")

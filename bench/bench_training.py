@@ -1,7 +1,8 @@
 """Training throughput of VisionCLIP vs a plain loop around transformers' VisionTextDualEncoderModel.
 
 Both train the `small` preset's towers (same initial weights, same batch of 192 px images and generated captions,
-same AdamW step, symmetric InfoNCE) in this process, in fp32 and in bf16 autocast. Reports images/s, model FLOPs
+same AdamW step, symmetric InfoNCE) in this process, in fp32 and in bf16 autocast (both, to compare them; the line
+above the table says which one train.py's `--mixed-precision auto` picks on this CPU). Reports images/s, model FLOPs
 utilisation against a matmul peak measured in the same run, and memory per image (peak RSS slope between two batch
 sizes, each measured in a fresh process). Also prints the FLOPs per sample of `flair-reference` (for
 docs/gpu_hours.md).
@@ -31,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from modeling_visionclip import VisionCLIPModel  # noqa: E402
 from visionclip.captions import Captioner  # noqa: E402
+from visionclip.precision import resolve_precision  # noqa: E402
 from visionclip.presets import build_model_and_processor  # noqa: E402
 from visionclip.schema import COLUMN_NAMES, FINDING_COLUMNS  # noqa: E402
 
@@ -180,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{torch.get_num_threads()} threads; {flops / args.batch_size / 1e9:.2f} GFLOPs per image per step; "
         f"matmul peak {peaks['fp32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bf16'] / 1e9:.0f} GFLOP/s bf16"
     )
+    print(f"train.py's {resolve_precision('auto', 'cpu').summary()}")
     print("| precision | VisionCLIP img/s | VisionTextDualEncoderModel img/s | ratio | VisionCLIP MFU |")
     print("|---|---|---|---|---|")
     for precision in ("fp32", "bf16"):

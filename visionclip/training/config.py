@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 
 from ..losses import LABEL_SIMILARITIES, LOSSES
+from ..precision import PRECISIONS
 
-MIXED_PRECISION = ("no", "bf16", "fp16")
+MIXED_PRECISION = PRECISIONS  # auto (bf16 only where the device runs it natively), no, bf16, fp16
 # The embedded default's label mix: fewer fully normal eyes and every finding at 10%, so that a 15-minute CPU run
 # sees each finding often enough; the generator's own defaults resemble a screening population instead.
 TRAINING_MIX = {
@@ -77,7 +78,7 @@ class TrainConfig:
     adam_beta2: float = 0.98
     adam_eps: float = 1e-6
     grad_clip: float = 1.0  # max gradient norm (0 disables)
-    mixed_precision: str = "bf16"  # no, bf16 or fp16 (bf16 on CPU needs AVX512-BF16 or AMX to be fast)
+    mixed_precision: str = "auto"  # auto (bf16 where native, else fp32 on CPU, fp16 on older GPUs), no, bf16, fp16
     seed: int = 0
     cpu_threads: int = 0  # torch threads per process on CPU (0: the machine's cores / local processes)
     max_nonfinite: int = 20  # stop after this many consecutive non-finite losses

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..precision import inference_autocast
 from .data import EvalItem
 
 
@@ -41,9 +42,15 @@ def _collate(batch):
 
 @torch.no_grad()
 def embed_images(
-    model, image_processor, items: list[EvalItem], batch_size: int = 32, num_workers: int = 0
+    model,
+    image_processor,
+    items: list[EvalItem],
+    batch_size: int = 32,
+    num_workers: int = 0,
+    precision: str = "no",
 ) -> Embeddings:
-    """Decode and preprocess in `num_workers` processes, encode in this one."""
+    """Decode and preprocess in `num_workers` processes, encode in this one, in `precision` (`no`, or a resolved
+    mixed precision such as `bf16`: autocast; the embeddings come back in fp32 either way)."""
     loader = torch.utils.data.DataLoader(
         _PreparedImages(items, image_processor), batch_size=batch_size, num_workers=num_workers, collate_fn=_collate
     )
@@ -59,7 +66,8 @@ def embed_images(
         if not ready:
             continue
         pixels = torch.from_numpy(np.stack([array for _, array in ready]))
-        vectors.append(model.encode_image(pixels.to(device)).float().cpu())
+        with inference_autocast(precision, device):
+            vectors.append(model.encode_image(pixels.to(device)).float().cpu())
         kept += [items[index] for index, _ in ready]
     if not kept:
         raise ValueError(f"None of the {len(items)} images could be read; first error: {failures[0][1]}")

@@ -29,6 +29,7 @@ class EvalOptions:
     num_workers: int = 0
     bootstrap: int = 1000
     seed: int = 0
+    precision: str = "no"  # image encoding: `no` (fp32) or a resolved mixed precision (visionclip.precision)
 
 
 def load_model(spec: str):
@@ -75,7 +76,9 @@ def evaluate_dataset(
     A dataset without a split column is evaluated whole: zero-shot scores every image, a few-shot probe trains on
     `options.shots` images per class and scores the others. Each entry's `evaluated_on` says which images it
     scored."""
-    embedded = embed_images(model, processor.image_processor, dataset.items, options.batch_size, options.num_workers)
+    embedded = embed_images(
+        model, processor.image_processor, dataset.items, options.batch_size, options.num_workers, options.precision
+    )
     vectors, items = embedded.vectors, embedded.items
     x = vectors.numpy()
     y = np.array([item.label for item in items])

@@ -1,0 +1,133 @@
+"""bench/gpu_check.py: its dry run (every stage at tiny sizes, on the CPU), its time budgets and its DDP LR check."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BENCH = REPO_ROOT / "bench"
+
+
+def load_bench(name: str):
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))  # gpu_check imports gpu_check_stages beside it
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_gpu_check(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACCELERATE_", "LOCAL_RANK", "RANK", "WORLD"))}
+    env.pop("OUT", None)
+    return subprocess.run(
+        [sys.executable, str(BENCH / "gpu_check.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        timeout=3000,  # only so that a hang fails; the dry run takes a few minutes on a busy 2-core machine
+    )
+
+
+@pytest.fixture(scope="module")
+def dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict, Path]:
+    out, work = tmp_path_factory.mktemp("gpu_check_out"), tmp_path_factory.mktemp("gpu_check_work")
+    done = run_gpu_check("--dry-run", "--out", str(out), "--work", str(work))
+    assert (out / "gpu_check.json").is_file(), done.stdout[-2000:] + done.stderr[-2000:]
+    return done, json.loads((out / "gpu_check.json").read_text()), out
+
+
+def test_dry_run_runs_every_stage_and_reports_its_figures(dry_run):
+    done, report, out = dry_run
+    gpu_check = load_bench("gpu_check")
+    log = (out / "gpu_check.log").read_text()
+    statuses = {name: stage["status"] for name, stage in report["stages"].items()}
+    assert statuses == dict.fromkeys(gpu_check.STAGES, "ok"), (statuses, log[-4000:])
+    assert done.returncode == (0 if report["ok"] else 1)
+    assert report["dry_run"] is True and report["environment"]["unmet_requirements"] == {}
+
+    data = report["stages"]["data"]["result"]
+    assert data["png"]["images"] == data["jpeg"]["images"] > 0
+    step = report["stages"]["step"]["result"]
+    assert step["matmul_peak_tflops"] > 0 and step["step_gflops_per_image"] > 0
+    assert step["precision"].startswith("mixed precision auto -> ")
+    for checkpointing in ("off", "on"):
+        result = step[f"batch_8_gradient_checkpointing_{checkpointing}"]
+        assert result["images_per_s"] > 0 and result["mfu"] > 0 and math.isfinite(result["loss"])
+    layout = report["stages"]["layout_compile"]["result"]
+    assert all(layout[name]["images_per_s"] > 0 for name in ("channels_last", "contiguous", "torch_compile"))
+    loader = report["stages"]["loader"]["result"]
+    for key in ("png_1_workers", "png_2_workers", "jpeg_1_workers", "jpeg_2_workers"):
+        assert loader[key]["images_per_s"] > 0 and loader[key]["vs_step_rate"] > 0, key
+
+    main_job = report["stages"]["main_job"]["result"]
+    assert [point["step"] for point in main_job["curve"]] == [2, 4]
+    assert all(0 <= point["mean_auroc"] <= 1 for point in main_job["curve"])
+    assert sorted(main_job["cpu_curve_in_readme"]) == ["1200", "240", "480", "720", "960"]
+    assert main_job["precision"].startswith("mixed precision auto -> ")
+
+    ddp = report["stages"]["ddp"]["result"]
+    assert ddp["first_run"] == ddp["resumed_run"] == "ok" and ddp["checkpoint_files"]["every_rank_stream"]
+    schedule = ddp["lr_schedule"]
+    assert schedule["steps"] == 4 and schedule["processes"] == 2
+    assert schedule["expected"] == pytest.approx(lr_after_steps(4))
+    assert report["checks"]["ddp_lr_after_n_steps_is_the_single_process_schedule"] == schedule["ok"]
+
+
+def lr_after_steps(steps: int, warmup: int = 2, total: int = 8, lr: float = 1e-3, min_lr: float = 1e-5) -> float:
+    import torch
+
+    from visionclip.training.optim import warmup_cosine
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    schedule = warmup_cosine(optimizer, warmup, total, min_lr / lr)
+    for _ in range(steps):
+        optimizer.step()
+        schedule.step()
+    return schedule.get_last_lr()[0]
+
+
+def test_two_processes_follow_the_single_process_lr_schedule(dry_run):
+    done, report, _ = dry_run
+    schedule = report["stages"]["ddp"]["result"]["lr_schedule"]
+    assert schedule["ok"], f"the learning rate after 4 steps of 2 processes is {schedule}"
+    assert report["ok"] and done.returncode == 0
+
+
+def test_the_lr_check_tells_per_process_scheduler_steps_apart():
+    stages = load_bench("gpu_check_stages")
+    arguments = {"steps": 4, "processes": 2, "warmup": 2, "max_steps": 8, "lr": 1e-3, "min_lr": 1e-5}
+    assert stages.lr_schedule_check(lr_after_steps(4), **arguments)["ok"]
+    stepped_twice = stages.lr_schedule_check(lr_after_steps(8), **arguments)
+    assert not stepped_twice["ok"] and stepped_twice["if_every_process_stepped_the_scheduler"] == lr_after_steps(8)
+
+
+def test_the_readme_curve_is_found():
+    stages = load_bench("gpu_check_stages")
+    curve = stages.readme_cpu_curve((REPO_ROOT / "README.md").read_text())
+    assert sorted(curve) == [240, 480, 720, 960, 1200] and all(0.5 < auroc < 1 for auroc in curve.values())
+    text = "held-out mean zero-shot AUROC 0.7 / 0.8\n/ 0.9 after 10 / 20 / 1,000 steps"
+    assert stages.readme_cpu_curve(text) == {10: 0.7, 20: 0.8, 1000: 0.9}
+
+
+def test_a_stage_over_its_budget_is_stopped_recorded_and_the_next_one_starts(tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    done = run_gpu_check(
+        "--dry-run", "--stages", "data,loader", "--stage-budget", "data=1", "--out", str(out), "--work", str(work)
+    )
+    assert done.returncode == 1
+    report = json.loads((out / "gpu_check.json").read_text())
+    assert report["stages"]["data"]["status"] == "overrun" and report["stages"]["data"]["budget_s"] == 1
+    assert report["stages"]["loader"]["status"] == "failed"  # it ran, and found no generated set
+    assert "no generated set" in report["stages"]["loader"]["result"]["error"]
+    assert report["ok"] is False
