@@ -159,8 +159,9 @@ def test_accumulating_gradients_reads_nothing_back_to_the_host(make_trainer, mon
 
     def counted(name, original):
         def read(self, *args):
-            caller = sys._getframe(1).f_code.co_filename
-            if caller.startswith(str(REPO_ROOT)):
+            caller = Path(sys._getframe(1).f_code.co_filename)
+            # this repository's code only: the venv (site-packages) may live inside the checkout
+            if caller.is_relative_to(REPO_ROOT) and not caller.is_relative_to(sys.prefix):
                 reads.append(f"{name} in {caller}:{sys._getframe(1).f_lineno}")
             return original(self, *args)
 
