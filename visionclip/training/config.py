@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import math
 import os
 import types
 import typing
@@ -26,6 +27,22 @@ TRAINING_MIX = {
     **{f"is_{name}": 0.10 for name in ("amd", "aon", "crp", "dme", "em", "gc", "mh", "htr", "pm", "rvo", "treated")},
 }
 REPORTERS = ("tensorboard", "wandb", "none")
+# What may change when a run resumes: its length, and options that change how the run is watched, stored or
+# scheduled on the machine but not what it computes. Any other difference makes it another run.
+RESUME_MAY_CHANGE = (
+    "max_steps",
+    "resume",
+    "overwrite",
+    "output_dir",
+    "cache_dir",
+    "save_every",
+    "keep_checkpoints",
+    "eval_every",
+    "log_every",
+    "report_to",
+    "cpu_threads",
+    "max_nonfinite",
+)
 
 
 def default_cache_dir() -> str:
@@ -87,6 +104,7 @@ class TrainConfig:
     save_every: int = 120  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # keep the newest K checkpoints
     resume: str | None = None  # 'latest' or a checkpoint folder
+    overwrite: bool = False  # replace the run in output_dir (its checkpoints/, model/, logs/, training_config.yaml)
     eval_every: int = 240  # zero-shot evaluation on the held-out split every N steps (0: only at the end)
     eval_samples: int = 1200  # held-out images used for evaluation
     log_every: int = 10  # scalars to the tracker every N steps
@@ -94,7 +112,13 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise `ValueError` naming every invalid option."""
-        problems = []
+        problems = [
+            f"{item.name} must be a finite number, got {getattr(self, item.name)}"
+            for item in dataclasses.fields(self)
+            if _field_type(item.type) is float and not math.isfinite(getattr(self, item.name))
+        ]
+        if problems:  # the comparisons below mean nothing for inf or nan
+            raise ValueError("Invalid training configuration:\n  " + "\n  ".join(problems))
         positive = (
             "batch_size",
             "accum_steps",
@@ -119,6 +143,7 @@ class TrainConfig:
             "lock_image_unlocked_layers",
             "lock_text_unlocked_layers",
             "shuffle_buffer",
+            "cpu_threads",
         )
         problems += [
             f"{name} must not be negative, got {getattr(self, name)}"
@@ -149,6 +174,10 @@ class TrainConfig:
             )
         if self.filters is not None and not all(isinstance(v, list) for v in self.filters.values()):
             problems.append(f"filters must map columns to lists of allowed values, got {self.filters!r}")
+        if not self.output_dir:
+            problems.append("output_dir must name a folder")
+        if self.resume is not None and self.overwrite:
+            problems.append("resume and overwrite exclude each other: continue the run in output_dir or replace it")
         if self.synthetic_prevalence is not None:
             from ..synthetic.labels import resolve_prevalence
 
@@ -172,6 +201,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def resume_differences(self, saved: dict[str, Any]) -> list[str]:
+        """The options (with both values) in which `saved`, the configuration of a checkpoint, differs from this
+        one, except `RESUME_MAY_CHANGE`. An option missing from `saved` counts as its default."""
+        defaults = TrainConfig().to_dict()
+        return [
+            f"{name} ({saved.get(name, defaults[name])!r} in the checkpoint, {value!r} now)"
+            for name, value in self.to_dict().items()
+            if name not in RESUME_MAY_CHANGE and saved.get(name, defaults[name]) != value
+        ]
+
 
 def _resolve(annotation: Any) -> Any:
     return eval(annotation, {"dict": dict}) if isinstance(annotation, str) else annotation  # postponed strings
@@ -187,6 +226,17 @@ def _field_type(annotation: Any) -> type:
 
 def _is_optional(annotation: Any) -> bool:
     return type(None) in typing.get_args(_resolve(annotation))
+
+
+def _yaml_value_fits(value: Any, annotation: Any) -> bool:
+    """Whether a YAML value suits a field: null only where the field is optional, an int for a float, and never
+    a boolean for a number (YAML's `true` is a Python bool, which is an int)."""
+    kind = _field_type(annotation)
+    if value is None:
+        return _is_optional(annotation)
+    if isinstance(value, bool):
+        return kind is bool
+    return isinstance(value, kind) or (kind is float and isinstance(value, int))
 
 
 def _parse_value(kind: type, optional: bool, text: str) -> Any:
@@ -248,17 +298,20 @@ def load_config(argv: list[str] | None = None, description: str = "") -> TrainCo
     if config_file is not None:
         if not config_file.is_file():
             parser.error(f"--config {config_file} does not exist")
-        loaded = yaml.safe_load(config_file.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(config_file.read_text()) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+            parser.error(f"--config {config_file} is not readable YAML: {error}")
         if not isinstance(loaded, dict):
             parser.error(f"--config {config_file} must hold a mapping of options")
         names = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(set(loaded) - names)
+        unknown = sorted(map(str, set(loaded) - names))
         if unknown:
             parser.error(f"--config {config_file}: unknown options {unknown}")
         for item in dataclasses.fields(TrainConfig):
-            value, kind = loaded.get(item.name), _field_type(item.type)
-            if value is not None and not isinstance(value, kind) and not (kind is float and isinstance(value, int)):
-                parser.error(f"--config {config_file}: {item.name} should be {kind.__name__}, got {value!r}")
+            if item.name in loaded and not _yaml_value_fits(loaded[item.name], item.type):
+                kind = _field_type(item.type).__name__ + (" or null" if _is_optional(item.type) else "")
+                parser.error(f"--config {config_file}: {item.name} should be {kind}, got {loaded[item.name]!r}")
         values.update(loaded)
     values.update(args)
     config = TrainConfig(**values)
