@@ -393,6 +393,9 @@ def make_dataloader(stream: FundusStream, pin_memory: bool = False) -> StreamLoa
         num_workers=stream.num_workers,
         prefetch_factor=2 if stream.num_workers else None,
         pin_memory=pin_memory,
+        # its own generator: creating the iterator then draws no number from the global one, so a resumed run
+        # draws the same random numbers (dropout, ...) as an uninterrupted one
+        generator=torch.Generator(),
     )
 
 

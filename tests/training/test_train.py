@@ -388,20 +388,27 @@ def logged_scalars(logs: Path, tag: str) -> dict[int, float]:
     return {event.step: event.value for run in logged for event in runs.Scalars(run, tag)}
 
 
-def test_two_cpu_processes_with_accelerate_launch(cache_dir: Path, tmp_path: Path):
+def test_two_cpu_processes_with_accelerate_launch_and_resume(cache_dir: Path, tmp_path: Path):
     output = tmp_path / "ddp"
     args = ["--cache-dir", str(cache_dir), "--output-dir", str(output), "--max-steps", "6", "--save-every", "3"]
     completed = launch_two_processes([*args, "--eval-every", "0", "--report-to", "tensorboard"])
     assert completed.returncode == 0, completed.stderr[-4000:]
     assert "2 process(es)" in completed.stdout
     checkpoint = output / "checkpoints" / "step_00000006"
-    assert (checkpoint / "stream_rank0.pt").is_file() and (checkpoint / "stream_rank1.pt").is_file()
+    for rank in (0, 1):
+        assert json.loads((checkpoint / f"stream_rank{rank}.json").read_text())["rank"] == rank
+        assert json.loads((checkpoint / f"rng_rank{rank}.json").read_text())["torch"]
     assert (output / "model" / "model.safetensors").is_file()
     # the schedule advances once per optimizer step, however many processes take it (logged every 2 steps)
     rates = logged_scalars(output / "logs", "train/lr")
     assert rates.keys() == {2, 4, 6}
     for step, rate in rates.items():
         assert rate == pytest.approx(scheduled_lr(step, warmup_steps=2, total_steps=6), rel=1e-5), step
+
+    resumed = launch_two_processes([*args, "--eval-every", "0", "--resume", "latest", "--max-steps", "9"])
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert "step_00000006 at step 6" in resumed.stdout
+    assert json.loads((output / "checkpoints" / "step_00000009" / "trainer_state.json").read_text())["step"] == 9
 
 
 def corrupt_first_page(shard: Path) -> None:

@@ -1,21 +1,101 @@
-"""Atomic, resumable training checkpoints: write to `<step>.tmp`, then rename; keep the newest K.
+"""Atomic, resumable training checkpoints whose reading cannot run code.
 
-A checkpoint holds what Accelerate saves (model, optimizer, scheduler, gradient scaler, every process's RNG state,
-registered objects such as the loss), each process's data-stream position, and the trainer's counters.
+A checkpoint is the folder `checkpoints/step_<step>`, written as `step_<step>.tmp` and renamed once complete (its
+files and folder fsynced before the rename, the parent folder after it); the newest `keep` are kept. It holds
+
+    weights.safetensors   model and loss parameters and buffers, whole (`model.` and `loss.` names)
+    optimizer.pt          optimizer state dict: tensors, numbers and strings only, read with weights_only
+    scheduler.json        learning-rate scheduler state
+    scaler.json           fp16 gradient-scaler state, when one is in use
+    rng_rank<i>.json      random generators of process i (Python, NumPy, torch CPU and accelerator)
+    stream_rank<i>.json   data-stream position of process i
+    trainer_state.json    written last: step, counters, run id, configuration, process count and the size and
+                          SHA-256 of every other file, by which a damaged checkpoint is recognised
+
+Only the main process writes shared files. A state holding a non-finite value is never written. Which checkpoint
+to resume from, and whether a run may: `visionclip.training.resume`.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import DistributedType
+
+from .ranks import agree, on_main_process
+from .state_files import (
+    CheckpointError,
+    digest,
+    fsync,
+    read_json,
+    read_plain,
+    read_tensors,
+    reading,
+    rng_state,
+    set_rng_state,
+    write_json,
+    write_plain,
+    write_tensors,
+)
+
+__all__ = ["CheckpointError", "TrainingState", "load_checkpoint", "save_checkpoint"]
 
 PATTERN = re.compile(r"^step_(\d{8})$")
+FORMAT = 2  # 1: accelerate's save_state (pickles), no longer read
 TRAINER_STATE = "trainer_state.json"
+WEIGHTS, OPTIMIZER, SCHEDULER, SCALER = "weights.safetensors", "optimizer.pt", "scheduler.json", "scaler.json"
+# Strategies that shard the model or wrap the optimizer: their state is not a plain state dict of each module.
+SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM, DistributedType.XLA)
+
+
+@dataclass
+class TrainingState:
+    """What a checkpoint restores besides the trainer's counters."""
+
+    modules: dict[str, torch.nn.Module]  # unwrapped modules, by the prefix of their tensors' names
+    optimizer: Any  # over the parameters of `modules`
+    scheduler: Any
+    stream: Any  # this process's data stream (`state_dict` / `load_state_dict` of JSON values)
+    scaler: Any | None = None
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every parameter and buffer, as `<prefix>.<name>`; a tensor sharing memory with an earlier one (tied
+        weights) is copied, as safetensors stores no shared memory."""
+        tensors, storages = {}, set()
+        for prefix, module in self.modules.items():
+            for name, tensor in module.state_dict().items():
+                storage = tensor.untyped_storage().data_ptr()
+                tensors[f"{prefix}.{name}"] = tensor.detach().clone() if storage in storages else tensor.detach()
+                storages.add(storage)
+        return tensors
+
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        unknown = sorted({name.split(".", 1)[0] for name in tensors} - set(self.modules))
+        if unknown:
+            raise KeyError(f"tensors of unknown modules {unknown}")
+        for prefix, module in self.modules.items():
+            start = len(prefix) + 1
+            module.load_state_dict({n[start:]: t for n, t in tensors.items() if n.startswith(prefix + ".")})
+
+
+def check_supported(accelerator: Accelerator) -> None:
+    """Checkpoints hold each module's whole state dict: raise `CheckpointError` for sharding strategies."""
+    if accelerator.distributed_type in SHARDED:
+        raise CheckpointError(
+            f"checkpoints support one process or data-parallel (DDP) processes, not {accelerator.distributed_type}: "
+            "use a DDP configuration (configs/accelerate/8gpu_ddp.yaml)"
+        )
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:16]
 
 
 def checkpoints_dir(output_dir: str | Path) -> Path:
@@ -31,53 +111,117 @@ def complete_checkpoints(output_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(PATTERN.match(p.name).group(1)))
 
 
-def resolve_resume(output_dir: str | Path, resume: str | None) -> Path | None:
-    """`latest` -> the newest complete checkpoint (None if there is none yet); a path -> that checkpoint."""
-    if resume is None:
-        return None
-    if resume == "latest":
-        found = complete_checkpoints(output_dir)
-        return found[-1] if found else None
-    path = Path(resume)
-    if not (path / TRAINER_STATE).is_file():
-        raise FileNotFoundError(f"--resume {resume}: not a complete checkpoint folder (no {TRAINER_STATE})")
-    return path
-
-
+# ------------------------------------------------------------------------------------------------------ save
 def save_checkpoint(
-    accelerator,
+    accelerator: Accelerator,
+    state: TrainingState,
     output_dir: str | Path,
     step: int,
     trainer_state: dict[str, Any],
-    stream_state: dict[str, Any],
     keep: int,
 ) -> Path:
-    """Every process calls this; returns the final checkpoint folder."""
+    """Every process calls this; returns the final checkpoint folder. Raises `CheckpointError` on every process
+    if the state holds a non-finite value or any process fails to write its part; nothing is renamed then."""
+    weights, optimizer = state.tensors(), state.optimizer.state_dict()
+    poisoned = on_main_process(
+        accelerator, lambda: nonfinite_names(weights) + nonfinite_names(optimizer["state"], "optimizer state")
+    )
     folder = checkpoints_dir(output_dir)
-    final = folder / f"step_{step:08d}"
-    temporary = folder / f"step_{step:08d}.tmp"
-    if accelerator.is_main_process:
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.tmp"):
-            shutil.rmtree(stale)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(temporary), safe_serialization=True)
-    torch.save(stream_state, temporary / f"stream_rank{accelerator.process_index}.pt")
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (temporary / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        temporary.rename(final)
-        for old in complete_checkpoints(output_dir)[:-keep]:
-            shutil.rmtree(old)
-    accelerator.wait_for_everyone()
+    if poisoned:
+        latest = complete_checkpoints(output_dir)
+        named = ", ".join(poisoned[:5]) + (f" and {len(poisoned) - 5} more" if len(poisoned) > 5 else "")
+        raise CheckpointError(
+            f"step {step}: checkpoint not written: non-finite values in {named}; the newest checkpoint "
+            f"({latest[-1].name if latest else 'none'}) holds finite values only"
+        )
+    final, temporary = folder / f"step_{step:08d}", folder / f"step_{step:08d}.tmp"
+    failure = None
+    try:
+        if accelerator.is_main_process:
+            folder.mkdir(parents=True, exist_ok=True)
+            for stale in folder.glob("*.tmp"):
+                shutil.rmtree(stale)
+            temporary.mkdir()
+    except OSError as error:
+        failure = error
+    agree(accelerator, failure, _not_written(step))
+    try:
+        rank = accelerator.process_index
+        write_json(temporary / f"rng_rank{rank}.json", rng_state())
+        write_json(temporary / f"stream_rank{rank}.json", state.stream.state_dict())
+        if accelerator.is_main_process:
+            write_tensors(temporary / WEIGHTS, weights)
+            write_plain(temporary / OPTIMIZER, optimizer)
+            write_json(temporary / SCHEDULER, state.scheduler.state_dict())
+            if state.scaler is not None and state.scaler.state_dict():
+                write_json(temporary / SCALER, state.scaler.state_dict())
+    except (OSError, CheckpointError) as error:
+        failure = error
+    agree(accelerator, failure, _not_written(step))
+    try:
+        if accelerator.is_main_process:
+            _seal(temporary, trainer_state, accelerator.num_processes)
+            if final.exists():
+                shutil.rmtree(final)
+            temporary.rename(final)
+            fsync(folder)
+            for old in complete_checkpoints(output_dir)[:-keep]:
+                shutil.rmtree(old)
+    except (OSError, CheckpointError) as error:
+        failure = error
+    agree(accelerator, failure, _not_written(step))
     return final
 
 
-def load_checkpoint(accelerator, path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Restore what `save_checkpoint` wrote; returns (trainer state, this process's stream state)."""
-    accelerator.load_state(str(path))
-    stream_file = path / f"stream_rank{accelerator.process_index}.pt"
-    stream_state = torch.load(stream_file, weights_only=False) if stream_file.is_file() else None
-    return json.loads((path / TRAINER_STATE).read_text()), stream_state
+def _not_written(step: int):
+    return lambda message: CheckpointError(f"step {step}: checkpoint not written: {message}")
+
+
+def _seal(folder: Path, trainer_state: dict[str, Any], num_processes: int) -> None:
+    """Write the trainer state with the size and checksum of every other file, then fsync the folder."""
+    files = {path.name: digest(path) for path in sorted(folder.iterdir())}
+    sealed = {**trainer_state, "format": FORMAT, "num_processes": num_processes, "files": files}
+    write_json(folder / TRAINER_STATE, sealed)
+    fsync(folder)
+
+
+def nonfinite_names(state: dict[Any, Any], prefix: str = "") -> list[str]:
+    """Names (`prefix.key.key...`) of the floating-point tensors in a nested dict that hold NaN or infinity."""
+    found = []
+
+    def visit(value: Any, name: str) -> None:
+        if isinstance(value, torch.Tensor):
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                found.append(name)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                visit(item, f"{name}.{key}" if name else str(key))
+
+    visit(state, prefix)
+    return found
+
+
+# ------------------------------------------------------------------------------------------------------ load
+def load_checkpoint(accelerator: Accelerator, state: TrainingState, path: Path) -> None:
+    """Restore `state`, this process's random generators and data-stream position from `path`. Every process
+    calls this; on any failure every process raises a `CheckpointError` naming the file."""
+    rank, failure = accelerator.process_index, None
+    try:
+        with reading(path / WEIGHTS):
+            state.load_tensors(read_tensors(path / WEIGHTS))
+        with reading(path / OPTIMIZER):
+            state.optimizer.load_state_dict(read_plain(path / OPTIMIZER))
+        with reading(path / SCHEDULER):
+            state.scheduler.load_state_dict(read_json(path / SCHEDULER))
+        if state.scaler is not None and (path / SCALER).is_file():
+            with reading(path / SCALER):
+                state.scaler.load_state_dict(read_json(path / SCALER))
+        for name, restore in (
+            (f"rng_rank{rank}.json", set_rng_state),
+            (f"stream_rank{rank}.json", state.stream.load_state_dict),
+        ):
+            with reading(path / name):
+                restore(read_json(path / name))
+    except CheckpointError as error:
+        failure = error
+    agree(accelerator, failure, lambda message: CheckpointError(f"cannot resume from {path}: {message}"))

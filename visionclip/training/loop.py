@@ -18,13 +18,16 @@ from modeling_visionclip import batch_norm_statistics_frozen
 
 from ..losses import build_loss
 from ..streaming import PixelNormalizer, build_stream, make_dataloader
-from .checkpoint import load_checkpoint, resolve_resume, save_checkpoint
+from .checkpoint import TrainingState, check_supported, load_checkpoint, new_run_id, save_checkpoint
 from .config import TrainConfig
 from .data import dataset_source, split_files
 from .distributed import FailureBarrier, refuse_fsdp
 from .evaluation import HeldOutEvaluator, mean_auroc
 from .hardware import channels_last_is_safe, fused_optimizer, tune_backends
 from .optim import build_optimizer, warmup_cosine
+from .ranks import on_main_process
+from .resume import check_resumable, find_checkpoint, other_runs, read_trainer_state
+from .state_files import CheckpointError
 from .towers import build_model, lock_tower
 
 logger = logging.getLogger(__name__)
@@ -37,6 +40,8 @@ class NonFiniteLossError(RuntimeError):
 
 class Trainer:
     """Trains a VisionCLIP model with Accelerate from a `TrainConfig`."""
+
+    run_id: str | None = None  # which run the checkpoints belong to: set by `resume`, kept across resumes
 
     def __init__(self, config: TrainConfig, accelerator: Accelerator):
         self.config, self.accelerator = config, accelerator
@@ -57,7 +62,6 @@ class Trainer:
             self.model.to(memory_format=torch.channels_last)
         # The loss is not prepared: its only parameter (SigLIP's bias) gets the same gradient on every process.
         self.loss_fn = build_loss(config.loss, config.label_similarity).to(device)
-        accelerator.register_for_checkpointing(self.loss_fn)
         optimizer = build_optimizer(
             [self.model, self.loss_fn],
             config.lr,
@@ -133,20 +137,40 @@ class Trainer:
         return self.evaluator
 
     def resume(self) -> None:
-        path = resolve_resume(self.config.output_dir, self.config.resume)
+        """Continue the run of `config.resume` (for `latest`, the newest intact checkpoint in the output folder),
+        or start a new run: raises `CheckpointError` where the checkpoint is not one this run may continue."""
+        config, accelerator = self.config, self.accelerator
+        check_supported(accelerator)
+        path = on_main_process(
+            accelerator, lambda: find_checkpoint(config.output_dir, config.resume), (CheckpointError, OSError)
+        )
         if path is None:
-            if self.config.resume:
-                self.accelerator.print(f"--resume {self.config.resume}: no checkpoint yet, starting from step 0")
+            if config.resume:
+                accelerator.print(f"--resume {config.resume}: no checkpoint yet, starting from step 0")
+            self.run_id = on_main_process(accelerator, new_run_id)
             return
-        state, stream_state = load_checkpoint(self.accelerator, path)
-        self.step, self.epoch = state["step"], state["epoch"]
-        self.nonfinite_total, self.history = state["nonfinite_total"], state["history"]
-        if stream_state is not None:
-            self.stream.load_state_dict(stream_state)
-            self.epoch = self.stream.epoch  # this process's own: the ranks' streams advance independently
-        else:
-            self.stream.set_epoch(self.epoch)
-        self.accelerator.print(f"resumed from {path} at step {self.step} (lr {self.scheduler.get_last_lr()[0]:.3g})")
+        state = read_trainer_state(path)
+        check_resumable(state, config, accelerator.num_processes, path)
+        others = other_runs(config.output_dir, state["run_id"])
+        if others:
+            raise CheckpointError(
+                f"cannot resume the run of {path} in {config.output_dir}: its checkpoints {others} belong to another "
+                "run; resume in that run's own folder, or choose another --output-dir"
+            )
+        load_checkpoint(accelerator, self.checkpoint_state(), path)
+        self.run_id, self.step, self.nonfinite_total = state["run_id"], state["step"], state["nonfinite_total"]
+        self.history = state["history"]
+        self.epoch = self.stream.epoch  # this process's own: the ranks' streams advance independently
+        accelerator.print(f"resumed from {path} at step {self.step} (lr {self.scheduler.get_last_lr()[0]:.3g})")
+
+    def checkpoint_state(self) -> TrainingState:
+        return TrainingState(
+            modules={"model": self.unwrapped, "loss": self.loss_fn},
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            stream=self.stream,
+            scaler=self.accelerator.scaler,
+        )
 
     # ------------------------------------------------------------------------------------------------- loop
     def micro_batches(self):
@@ -314,7 +338,12 @@ class Trainer:
             self.accelerator.log(values, step=self.step)
 
     def save(self) -> None:
+        """Checkpoint the run (every process calls this); raises `CheckpointError` rather than save a non-finite
+        state."""
+        if self.run_id is None:
+            self.run_id = on_main_process(self.accelerator, new_run_id)
         state = {
+            "run_id": self.run_id,
             "step": self.step,
             "epoch": self.epoch,
             "nonfinite_total": self.nonfinite_total,
@@ -323,9 +352,9 @@ class Trainer:
         }
         save_checkpoint(
             self.accelerator,
+            self.checkpoint_state(),
             self.config.output_dir,
             self.step,
             state,
-            self.stream.state_dict(),
             self.config.keep_checkpoints,
         )
