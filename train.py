@@ -4,13 +4,17 @@
     accelerate launch --config_file configs/accelerate/cpu_2proc.yaml train.py --preset tiny --max-steps 50
     accelerate launch --config_file configs/accelerate/8gpu_ddp.yaml train.py --config configs/train/flair_reference.yaml
     accelerate launch train.py --resume latest      # continue after an interruption
+    accelerate launch train.py --overwrite true     # replace the run in the output folder
 
 Options come from the dataclass in visionclip/training/config.py: defaults < --config YAML < flags. The resolved
 configuration is printed and saved beside the run; the run ends with a Hub-ready folder in <output-dir>/model.
+An output folder belongs to one run (visionclip/training/run_folder.py): another run there is refused unless it
+resumes that run (--resume) or replaces it (--overwrite).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -31,9 +35,24 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import Accelerator, PartialState
     from accelerate.utils import ProjectConfiguration
 
+    from visionclip.locking import FolderInUseError
     from visionclip.precision import resolve_precision
+    from visionclip.training.data import DatasetError, check_dataset
     from visionclip.training.distributed import ProcessFailedError
     from visionclip.training.loop import NonFiniteLossError, Trainer
+    from visionclip.training.ranks import on_main_process
+    from visionclip.training.run_folder import OutputFolderError, owned_output_folder, start_run
+    from visionclip.training.state_files import CheckpointError
+
+    # errors raised on every process at the same point (the main process's decisions are shared): said once
+    together = (
+        ProcessFailedError,
+        NonFiniteLossError,
+        CheckpointError,
+        DatasetError,
+        OutputFolderError,
+        FolderInUseError,
+    )
 
     output = Path(config.output_dir)
     # without a GPU, say so: torchrun-launched processes then form a gloo process group (MULTI_CPU)
@@ -60,34 +79,39 @@ def main(argv: list[str] | None = None) -> int:
     if precision.warning and accelerator.is_main_process:
         print(f"train.py: warning: {precision.warning}", file=sys.stderr)
     if accelerator.is_main_process:
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "training_config.yaml").write_text(resolved)
         print(
             f"resolved configuration ({accelerator.num_processes} process(es), device {accelerator.device}, "
             f"{torch.get_num_threads()} threads):"
         )
         print(resolved)
     started = time.time()
-    try:
-        trainer = Trainer(config, accelerator)
-        if config.report_to != "none":
-            accelerator.init_trackers(
-                "visionclip",
-                config={k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))},
+    with contextlib.ExitStack() as ownership:
+        try:
+            # the main process holds the output folder until the run ends; every process stops if it cannot
+            on_main_process(
+                accelerator, lambda: ownership.enter_context(owned_output_folder(output, config)), together
             )
-        trainer.resume()
-        results = trainer.train()
-        with trainer.failures.guard():  # the others wait for the main process's export, and stop if it fails
+            on_main_process(accelerator, lambda: check_dataset(config), together)
+            trainer = Trainer(config, accelerator)
+            trainer.resume()
+            on_main_process(accelerator, lambda: start_run(output, config, resolved), together)
+            if config.report_to != "none":
+                accelerator.init_trackers(
+                    "visionclip",
+                    config={k: v for k, v in config.to_dict().items() if isinstance(v, (int, float, str, bool))},
+                )
+            results = trainer.train()
+            with trainer.failures.guard():  # the others wait for the main process's export, and stop if it fails
+                if accelerator.is_main_process:
+                    export(trainer, results, minutes=(time.time() - started) / 60)
+        except together as error:
             if accelerator.is_main_process:
-                export(trainer, results, minutes=(time.time() - started) / 60)
-    except (ProcessFailedError, NonFiniteLossError) as error:  # raised on every process at the same point
-        if accelerator.is_main_process:
+                print(f"train.py: error: {error}", file=sys.stderr)
+            accelerator.end_training()
+            return 2
+        except (ValueError, FileNotFoundError) as error:
             print(f"train.py: error: {error}", file=sys.stderr)
-        accelerator.end_training()
-        return 2
-    except (ValueError, FileNotFoundError) as error:
-        print(f"train.py: error: {error}", file=sys.stderr)
-        return stop_alone(accelerator, 2)
+            return stop_alone(accelerator, 2)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return 0

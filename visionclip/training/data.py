@@ -6,11 +6,17 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..captions import stable_seed
-from ..streaming import resolve_data_files
+from ..captions import CAPTIONED_COLUMNS, stable_seed
+from ..streaming import open_parquet_stream, resolve_data_files
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
+# What a training row needs: the image, and every label a caption is made from (all required by the schema).
+TRAINING_COLUMNS = ("image", *CAPTIONED_COLUMNS)
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be trained on as configured; the message names the dataset, split or columns."""
 
 
 def embedded_dataset_dir(config: TrainConfig) -> Path:
@@ -77,4 +83,35 @@ def dataset_source(config: TrainConfig, workers: int = 1, show_progress: bool = 
 
 
 def split_files(source: str, split: str) -> list[str]:
-    return resolve_data_files(source, split)
+    """The parquet files of `split` of `source`; a Hub that cannot be reached is named as such."""
+    try:
+        return resolve_data_files(source, split)
+    except ConnectionError as error:
+        from huggingface_hub import constants
+
+        why = "offline mode: HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else "no connection"
+        raise DatasetError(
+            f"dataset {source}: the Hugging Face Hub cannot be reached ({why}); give a local copy's folder instead "
+            f"({error})"
+        ) from None
+
+
+def check_dataset(config: TrainConfig) -> None:
+    """Before the first step: both splits of `config.dataset` exist and hold every column of `TRAINING_COLUMNS`
+    (the embedded default is generated so). Raises `DatasetError` naming what is missing."""
+    if config.dataset is None:
+        return
+    for split in dict.fromkeys((config.train_split, config.eval_split)):
+        try:
+            files = split_files(config.dataset, split)
+            columns = open_parquet_stream(files[:1], split).column_names
+        except DatasetError:
+            raise
+        except (FileNotFoundError, ValueError) as error:  # a missing split, or no image column
+            raise DatasetError(str(error)) from error
+        missing = [column for column in TRAINING_COLUMNS if column not in columns]
+        if missing:
+            raise DatasetError(
+                f"the {split!r} split of {config.dataset} lacks columns that training needs: {missing} (in "
+                f"{files[0]}; see visionclip/schema.py)"
+            )

@@ -18,6 +18,7 @@ from image_processing_visionclip import load_fundus_image
 from ..cards import RESULTS_FILE, render_model_card
 from ..streaming import open_parquet_stream
 from .config import TrainConfig
+from .state_files import fsync
 
 EXAMPLES = {"glaucoma": "is_gc", "diabetic_retinopathy": "dr_grade", "normal": None}
 
@@ -50,13 +51,13 @@ def non_finite_tensors(model: nn.Module) -> list[str]:
 
 
 def export_model(trainer, results: dict[str, Any], summary: str) -> Path:
-    """Write `<output_dir>/model` atomically (build in `model.tmp`, then swap); refuse a model with non-finite
-    weights or statistics, whose every prediction would be NaN."""
+    """Write `<output_dir>/model` atomically: build it in `model.tmp` (removed again if that fails), fsync its
+    files and folders, swap it in, and fsync the output folder. Refuse a model with non-finite weights or
+    statistics, whose every prediction would be NaN."""
     config: TrainConfig = trainer.config
     output = Path(config.output_dir)
     final, temporary = output / "model", output / "model.tmp"
-    model, processor = trainer.unwrapped, trainer.processor
-    broken = non_finite_tensors(model)
+    broken = non_finite_tensors(trainer.unwrapped)
     if broken:
         raise ValueError(
             f"not exporting {final}: {len(broken)} tensor(s) of the trained model hold NaN or infinity, so every "
@@ -64,18 +65,32 @@ def export_model(trainer, results: dict[str, Any], summary: str) -> Path:
         )
     if temporary.exists():
         shutil.rmtree(temporary)
-    model.save_pretrained(temporary)
-    processor.save_pretrained(temporary)
-    (temporary / "training_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
-    (temporary / RESULTS_FILE).write_text(
-        json.dumps({"training_summary": summary, "held_out_synthetic": results}, indent=2)
-    )
-    (temporary / "examples").mkdir()
-    for name, image in pick_examples(trainer.held_out_files()).items():
-        image.save(temporary / "examples" / f"{name}.png")
-    card = render_model_card(temporary, model_path=str(final.resolve()))
-    card.save(temporary / "README.md")
+    try:
+        _write_model_folder(temporary, trainer, results, summary, final)
+        for path in sorted(temporary.rglob("*"), reverse=True):
+            fsync(path)
+        fsync(temporary)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
     if final.exists():
         shutil.rmtree(final)
     temporary.rename(final)
+    fsync(output)
     return final
+
+
+def _write_model_folder(folder: Path, trainer, results: dict[str, Any], summary: str, final: Path) -> None:
+    config: TrainConfig = trainer.config
+    model, processor = trainer.unwrapped, trainer.processor
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    (folder / "training_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+    (folder / RESULTS_FILE).write_text(
+        json.dumps({"training_summary": summary, "held_out_synthetic": results}, indent=2)
+    )
+    (folder / "examples").mkdir()
+    for name, image in pick_examples(trainer.held_out_files()).items():
+        image.save(folder / "examples" / f"{name}.png")
+    card = render_model_card(folder, model_path=str(final.resolve()))
+    card.save(folder / "README.md")
