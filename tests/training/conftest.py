@@ -4,6 +4,7 @@ and the arguments of a short run on it."""
 from __future__ import annotations
 
 import functools
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -69,3 +70,36 @@ def _short_run(dataset: Path, output: Path, *extra: str) -> list[str]:
         str(output),
         *extra,
     ]
+
+
+@pytest.fixture(scope="session")
+def trained_output(short_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished 4-step run with checkpoints at steps 2 and 4; without a shuffle buffer a resume is exact."""
+    from .test_train import run_train
+
+    output = tmp_path_factory.mktemp("trained") / "run"
+    # the timeout only makes a regression fail instead of hanging
+    completed = run_train(short_run(output, "--max-steps", "4", "--shuffle-buffer", "1"), timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return output
+
+
+@pytest.fixture
+def trained_copy(trained_output: Path, tmp_path: Path) -> Path:
+    """A copy of the trained run's folder, for one test to change."""
+    return Path(shutil.copytree(trained_output, tmp_path / "run"))
+
+
+@pytest.fixture
+def make_trainer(short_run, trained_copy: Path):
+    """`make_trainer(*extra)`: a Trainer in this process for `trained_copy`, options as `trained_output`'s."""
+    from accelerate import Accelerator
+
+    from visionclip.training.config import load_config
+    from visionclip.training.loop import Trainer
+
+    def make(*extra: str) -> Trainer:
+        config = load_config(short_run(trained_copy, "--max-steps", "4", "--shuffle-buffer", "1", *extra))
+        return Trainer(config, Accelerator(cpu=True, mixed_precision="no"))
+
+    return make

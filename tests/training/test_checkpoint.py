@@ -7,14 +7,22 @@ import hashlib
 import json
 import logging
 import os
+import random
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from visionclip.training.checkpoint import TRAINER_STATE, complete_checkpoints
+from visionclip.training.checkpoint import (
+    TRAINER_STATE,
+    TrainingState,
+    complete_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+)
 from visionclip.training.resume import find_checkpoint
 
 from .test_train import run_train
@@ -40,43 +48,65 @@ def test_interrupted_writes_never_count_as_checkpoints(tmp_path):
         find_checkpoint(tmp_path, str(folder / "step_00000040"))
 
 
-# ---------------------------------------------------------------------------------------- with a trained run
-@pytest.fixture(scope="module")
-def trained_output(short_run, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A finished 4-step run with checkpoints at steps 2 and 4; without a shuffle buffer a resume is exact."""
-    output = tmp_path_factory.mktemp("trained") / "run"
-    completed = run_train(short_run(output, "--max-steps", "4", "--shuffle-buffer", "1"), timeout=TIMEOUT)
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    return output
+class Stream:
+    """A data stream's checkpoint interface."""
+
+    def __init__(self, state: dict):
+        self.state = state
+
+    def state_dict(self) -> dict:
+        return self.state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = state
 
 
-@pytest.fixture
-def output(trained_output: Path, tmp_path: Path) -> Path:
-    """A copy of the trained run's folder, for one test to change."""
-    return Path(shutil.copytree(trained_output, tmp_path / "run"))
+def small_training_state(scale: float) -> TrainingState:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    loss = torch.nn.Module()
+    loss.bias = torch.nn.Parameter(torch.tensor(-10.0))  # like SigLIP's
+    optimizer = torch.optim.AdamW([*model.parameters(), loss.bias], lr=0.1)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
+    scaler = torch.amp.GradScaler("cpu", init_scale=scale)
+    scaler.scale(torch.ones(1))  # creates the scale tensor
+    return TrainingState({"model": model, "loss": loss}, optimizer, scheduler, Stream({}), scaler)
 
 
-@pytest.fixture
-def make_trainer(short_run, output: Path):
+def test_every_part_of_the_state_comes_back(tmp_path: Path):
     from accelerate import Accelerator
 
-    from visionclip.training.config import load_config
-    from visionclip.training.loop import Trainer
+    accelerator = Accelerator(cpu=True)
+    saved = small_training_state(scale=128.0)
+    (saved.modules["model"](torch.randn(5, 3)).sum() + saved.modules["loss"].bias).backward()
+    saved.optimizer.step()
+    saved.scheduler.step()
+    saved.stream.state = {"epoch": 3, "worker_states": {"0": {"shard_idx": 1, "shard_example_idx": 24}}}
+    trainer_state = {"run_id": "r", "step": 7, "epoch": 3, "nonfinite_total": 0, "history": [], "config": {}}
+    path = save_checkpoint(accelerator, saved, tmp_path, 7, trainer_state, keep=2)
+    draws = (torch.rand(3), random.random(), np.random.rand())
 
-    def make(*extra: str) -> Trainer:
-        config = load_config(short_run(output, "--max-steps", "4", "--shuffle-buffer", "1", *extra))
-        return Trainer(config, Accelerator(cpu=True, mixed_precision="no"))
+    restored = small_training_state(scale=2.0)
+    load_checkpoint(accelerator, restored, path)
+    assert (torch.rand(3).tolist(), random.random(), np.random.rand()) == (draws[0].tolist(), *draws[1:])
+    for name, module in saved.modules.items():
+        torch.testing.assert_close(restored.modules[name].state_dict(), module.state_dict(), rtol=0, atol=0)
+    before, after = saved.optimizer.state_dict(), restored.optimizer.state_dict()
+    torch.testing.assert_close(after["state"], before["state"], rtol=0, atol=0)
+    assert after["param_groups"] == before["param_groups"]
+    assert restored.scheduler.state_dict() == saved.scheduler.state_dict()
+    assert restored.scaler.get_scale() == 128.0
+    assert restored.stream.state == saved.stream.state
+    assert json.loads((path / TRAINER_STATE).read_text())["run_id"] == "r"
 
-    return make
 
-
+# ---------------------------------------------------------------------------------------- with a trained run
 def step_folder(output: Path, step: int) -> Path:
     return output / "checkpoints" / f"step_{step:08d}"
 
 
-def test_resuming_reproduces_the_uninterrupted_run(output: Path, make_trainer):
-    uninterrupted = load_file(output / "model" / "model.safetensors")
-    trainer = make_trainer("--resume", str(step_folder(output, 2)))
+def test_resuming_reproduces_the_uninterrupted_run(trained_copy: Path, make_trainer):
+    uninterrupted = load_file(trained_copy / "model" / "model.safetensors")
+    trainer = make_trainer("--resume", str(step_folder(trained_copy, 2)))
     trainer.resume()
     assert trainer.step == 2
     trainer.train()
@@ -107,8 +137,8 @@ def reseal(checkpoint: Path, name: str) -> None:
         (checkpoint / TRAINER_STATE).write_text(json.dumps(state))
 
 
-def test_a_crafted_checkpoint_cannot_run_code(output: Path, make_trainer, tmp_path: Path):
-    newest = step_folder(output, 4)
+def test_a_crafted_checkpoint_cannot_run_code(trained_copy: Path, make_trainer, tmp_path: Path):
+    newest = step_folder(trained_copy, 4)
     trainer = make_trainer()
     marker = tmp_path / "marker"
     names = sorted(path.name for path in newest.iterdir())
@@ -136,8 +166,8 @@ def truncate_largest_file(checkpoint: Path) -> Path:
     return largest
 
 
-def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(output: Path, make_trainer, caplog):
-    damaged = truncate_largest_file(step_folder(output, 4))
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(trained_copy: Path, make_trainer, caplog):
+    damaged = truncate_largest_file(step_folder(trained_copy, 4))
     trainer = make_trainer("--resume", "latest")
     with caplog.at_level(logging.WARNING):
         trainer.resume()
@@ -145,14 +175,35 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(output: Path, 
     assert "step_00000004" in caplog.text and damaged.name in caplog.text
 
 
-def test_without_an_intact_checkpoint_resuming_is_an_error(output: Path, make_trainer):
+def test_without_an_intact_checkpoint_resuming_is_an_error(trained_copy: Path, make_trainer):
     from visionclip.training.checkpoint import CheckpointError
 
-    damaged = truncate_largest_file(step_folder(output, 4))
+    damaged = truncate_largest_file(step_folder(trained_copy, 4))
     with pytest.raises(CheckpointError, match=f"step_00000004.*{damaged.name}"):
-        make_trainer("--resume", str(step_folder(output, 4))).resume()
-    truncate_largest_file(step_folder(output, 2))
+        make_trainer("--resume", str(step_folder(trained_copy, 4))).resume()
+    truncate_largest_file(step_folder(trained_copy, 2))
     with pytest.raises(CheckpointError, match="no intact checkpoint"):
+        make_trainer("--resume", "latest").resume()
+
+
+def _rewrite_trainer_state(checkpoint: Path, **changes) -> None:
+    state = json.loads((checkpoint / TRAINER_STATE).read_text())
+    (checkpoint / TRAINER_STATE).write_text(json.dumps({**state, **changes}))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"run_id": "another"}, r"checkpoints \['step_00000002'\] belong to another run"),
+        ({"num_processes": 2}, "with 1 process.*written by 2"),
+        ({"step": "four"}, "step missing or of the wrong type"),
+    ],
+)
+def test_a_checkpoint_this_run_may_not_continue_is_refused(changes, message, trained_copy: Path, make_trainer):
+    from visionclip.training.checkpoint import CheckpointError
+
+    _rewrite_trainer_state(step_folder(trained_copy, 4), **changes)  # the file list does not cover the trainer state
+    with pytest.raises(CheckpointError, match=message):
         make_trainer("--resume", "latest").resume()
 
 
@@ -170,7 +221,7 @@ def _first_moment(trainer) -> tuple[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("poisoned", [_first_parameter, _first_float_buffer, _first_moment])
-def test_a_non_finite_state_is_never_saved(poisoned, output: Path, make_trainer):
+def test_a_non_finite_state_is_never_saved(poisoned, trained_copy: Path, make_trainer):
     from visionclip.training.checkpoint import CheckpointError
 
     trainer = make_trainer("--resume", "latest")
@@ -182,10 +233,10 @@ def test_a_non_finite_state_is_never_saved(poisoned, output: Path, make_trainer)
     with pytest.raises(CheckpointError, match="non-finite") as caught:
         trainer.save()
     assert name in str(caught.value)
-    assert sorted(p.name for p in (output / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
+    assert sorted(p.name for p in (trained_copy / "checkpoints").iterdir()) == ["step_00000002", "step_00000004"]
 
 
-def test_checkpoint_files_and_folders_are_fsynced_around_the_rename(output: Path, make_trainer, monkeypatch):
+def test_checkpoint_files_and_folders_are_fsynced_around_the_rename(trained_copy: Path, make_trainer, monkeypatch):
     trainer = make_trainer("--resume", "latest")
     trainer.resume()
     trainer.step = 5
@@ -207,7 +258,7 @@ def test_checkpoint_files_and_folders_are_fsynced_around_the_rename(output: Path
     monkeypatch.setattr(os, "rename", recording(os.rename))
     monkeypatch.setattr(os, "replace", recording(os.replace))
     trainer.save()
-    final = step_folder(output, 5).resolve()
+    final = step_folder(trained_copy, 5).resolve()
     temporary = final.with_name(final.name + ".tmp")
     moves = [index for index, event in enumerate(events) if event == ("rename", str(temporary))]
     assert len(moves) == 1, events

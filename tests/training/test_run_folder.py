@@ -124,3 +124,16 @@ def test_a_failed_start_leaves_the_previous_run_as_it_was(short_run, tmp_path: P
     ):
         assert_refused(run_train(short_run(output, *extra), timeout=TIMEOUT), message)
         assert snapshot(output) == before, extra
+
+
+def test_resuming_a_finished_model_without_checkpoints_is_refused(tmp_path: Path):
+    from visionclip.training.config import TrainConfig
+    from visionclip.training.run_folder import OutputFolderError, check_claim
+
+    (tmp_path / "model").mkdir()
+    with pytest.raises(OutputFolderError, match="finished model but no checkpoint"):
+        check_claim(tmp_path, TrainConfig(resume="latest"))
+    check_claim(tmp_path, TrainConfig(overwrite=True))
+    (tmp_path / "model").rmdir()
+    (tmp_path / "training_config.yaml").write_text("preset: tiny\n")  # killed before its first checkpoint
+    check_claim(tmp_path, TrainConfig(resume="latest"))

@@ -42,6 +42,10 @@ def reading(path: Path) -> Iterator[None]:
         yield
     except CheckpointError:
         raise
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"{path}: holds Python objects other than tensors and plain values; not read, as that could run code"
+        ) from error
     except (*READ_ERRORS, SafetensorError) as error:
         raise CheckpointError(
             f"{path}: unreadable or not this run's state ({type(error).__name__}: {error})"
