@@ -99,6 +99,18 @@ def test_every_part_of_the_state_comes_back(tmp_path: Path):
     assert json.loads((path / TRAINER_STATE).read_text())["run_id"] == "r"
 
 
+@pytest.mark.parametrize("strategy", ["FSDP", "DEEPSPEED"])
+def test_sharded_strategies_are_refused_before_the_first_step(strategy: str):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from visionclip.training.checkpoint import CheckpointError, check_supported
+
+    with pytest.raises(CheckpointError, match=f"not {strategy}: use a DDP configuration"):
+        check_supported(SimpleNamespace(distributed_type=DistributedType[strategy]))
+
+
 # ---------------------------------------------------------------------------------------- with a trained run
 def step_folder(output: Path, step: int) -> Path:
     return output / "checkpoints" / f"step_{step:08d}"

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -89,8 +90,8 @@ def check_supported(accelerator: Accelerator) -> None:
     """Checkpoints hold each module's whole state dict: raise `CheckpointError` for sharding strategies."""
     if accelerator.distributed_type in SHARDED:
         raise CheckpointError(
-            f"checkpoints support one process or data-parallel (DDP) processes, not {accelerator.distributed_type}: "
-            "use a DDP configuration (configs/accelerate/8gpu_ddp.yaml)"
+            f"checkpoints support one process or data-parallel (DDP) processes, not "
+            f"{accelerator.distributed_type.value}: use a DDP configuration (configs/accelerate/8gpu_ddp.yaml)"
         )
 
 
@@ -126,55 +127,64 @@ def save_checkpoint(
     poisoned = on_main_process(
         accelerator, lambda: nonfinite_names(weights) + nonfinite_names(optimizer["state"], "optimizer state")
     )
-    folder = checkpoints_dir(output_dir)
     if poisoned:
         latest = complete_checkpoints(output_dir)
         named = ", ".join(poisoned[:5]) + (f" and {len(poisoned) - 5} more" if len(poisoned) > 5 else "")
         raise CheckpointError(
-            f"step {step}: checkpoint not written: non-finite values in {named}; the newest checkpoint "
-            f"({latest[-1].name if latest else 'none'}) holds finite values only"
+            f"step {step}: the state holds non-finite values ({named}), so no checkpoint was written; the model "
+            "diverged: lower --lr, or check the data. "
+            + (f"The newest checkpoint, {latest[-1]}, is intact" if latest else "There is no checkpoint yet")
         )
+    folder = checkpoints_dir(output_dir)
     final, temporary = folder / f"step_{step:08d}", folder / f"step_{step:08d}.tmp"
-    failure = None
-    try:
-        if accelerator.is_main_process:
-            folder.mkdir(parents=True, exist_ok=True)
-            for stale in folder.glob("*.tmp"):
-                shutil.rmtree(stale)
-            temporary.mkdir()
-    except OSError as error:
-        failure = error
-    agree(accelerator, failure, _not_written(step))
-    try:
-        rank = accelerator.process_index
+    main, rank = accelerator.is_main_process, accelerator.process_index
+
+    def prepare() -> None:
+        if main:
+            _empty_folder(temporary)
+
+    def write_parts() -> None:
         write_json(temporary / f"rng_rank{rank}.json", rng_state())
         write_json(temporary / f"stream_rank{rank}.json", state.stream.state_dict())
-        if accelerator.is_main_process:
+        if main:
             write_tensors(temporary / WEIGHTS, weights)
             write_plain(temporary / OPTIMIZER, optimizer)
             write_json(temporary / SCHEDULER, state.scheduler.state_dict())
             if state.scaler is not None and state.scaler.state_dict():
                 write_json(temporary / SCALER, state.scaler.state_dict())
-    except (OSError, CheckpointError) as error:
-        failure = error
-    agree(accelerator, failure, _not_written(step))
-    try:
-        if accelerator.is_main_process:
-            _seal(temporary, trainer_state, accelerator.num_processes)
-            if final.exists():
-                shutil.rmtree(final)
-            temporary.rename(final)
-            fsync(folder)
-            for old in complete_checkpoints(output_dir)[:-keep]:
-                shutil.rmtree(old)
-    except (OSError, CheckpointError) as error:
-        failure = error
-    agree(accelerator, failure, _not_written(step))
+
+    def publish() -> None:
+        if not main:
+            return
+        _seal(temporary, trainer_state, accelerator.num_processes)
+        if final.exists():
+            shutil.rmtree(final)
+        temporary.rename(final)
+        fsync(folder)
+        for old in complete_checkpoints(output_dir)[:-keep]:
+            shutil.rmtree(old)
+
+    for phase in (prepare, write_parts, publish):
+        _on_every_process(accelerator, step, phase)
     return final
 
 
-def _not_written(step: int):
-    return lambda message: CheckpointError(f"step {step}: checkpoint not written: {message}")
+def _empty_folder(temporary: Path) -> None:
+    """Create `temporary`, removing interrupted writes beside it."""
+    temporary.parent.mkdir(parents=True, exist_ok=True)
+    for stale in temporary.parent.glob("*.tmp"):
+        shutil.rmtree(stale)
+    temporary.mkdir()
+
+
+def _on_every_process(accelerator: Accelerator, step: int, phase: Callable[[], Any]) -> None:
+    """Run `phase` on this process, then wait for the others: a failure anywhere stops every process."""
+    failure = None
+    try:
+        phase()
+    except (OSError, CheckpointError) as error:
+        failure = error
+    agree(accelerator, failure, lambda message: CheckpointError(f"step {step}: checkpoint not written: {message}"))
 
 
 def _seal(folder: Path, trainer_state: dict[str, Any], num_processes: int) -> None:
