@@ -38,9 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     from visionclip.locking import FolderInUseError
     from visionclip.precision import resolve_precision
     from visionclip.training.data import DatasetError, check_dataset
-    from visionclip.training.distributed import ProcessFailedError
+    from visionclip.training.distributed import ProcessFailedError, on_main_process
     from visionclip.training.loop import NonFiniteLossError, Trainer
-    from visionclip.training.ranks import on_main_process
     from visionclip.training.run_folder import OutputFolderError, owned_output_folder, start_run
     from visionclip.training.state_files import CheckpointError
 

@@ -21,16 +21,14 @@ from __future__ import annotations
 import re
 import shutil
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DistributedType
 
-from .ranks import agree, on_main_process
+from .distributed import FailureBarrier, on_main_process
 from .state_files import (
     CheckpointError,
     digest,
@@ -52,8 +50,6 @@ PATTERN = re.compile(r"^step_(\d{8})$")
 FORMAT = 2  # 1: accelerate's save_state (pickles), no longer read
 TRAINER_STATE = "trainer_state.json"
 WEIGHTS, OPTIMIZER, SCHEDULER, SCALER = "weights.safetensors", "optimizer.pt", "scheduler.json", "scaler.json"
-# Strategies that shard the model or wrap the optimizer: their state is not a plain state dict of each module.
-SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED, DistributedType.MEGATRON_LM, DistributedType.XLA)
 
 
 @dataclass
@@ -86,15 +82,6 @@ class TrainingState:
             module.load_state_dict({n[start:]: t for n, t in tensors.items() if n.startswith(prefix + ".")})
 
 
-def check_supported(accelerator: Accelerator) -> None:
-    """Checkpoints hold each module's whole state dict: raise `CheckpointError` for sharding strategies."""
-    if accelerator.distributed_type in SHARDED:
-        raise CheckpointError(
-            f"checkpoints support one process or data-parallel (DDP) processes, not "
-            f"{accelerator.distributed_type.value}: use a DDP configuration (configs/accelerate/8gpu_ddp.yaml)"
-        )
-
-
 def new_run_id() -> str:
     return uuid.uuid4().hex[:16]
 
@@ -120,9 +107,11 @@ def save_checkpoint(
     step: int,
     trainer_state: dict[str, Any],
     keep: int,
+    failures: FailureBarrier,
 ) -> Path:
-    """Every process calls this; returns the final checkpoint folder. Raises `CheckpointError` on every process
-    if the state holds a non-finite value or any process fails to write its part; nothing is renamed then."""
+    """Every process calls this; returns the final checkpoint folder. Nothing is renamed, and every process raises
+    (`CheckpointError`, or `ProcessFailedError` naming the failed processes), if the state holds a non-finite value
+    or a process fails to write its part."""
     weights, optimizer = state.tensors(), state.optimizer.state_dict()
     poisoned = on_main_process(
         accelerator, lambda: nonfinite_names(weights) + nonfinite_names(optimizer["state"], "optimizer state")
@@ -165,7 +154,11 @@ def save_checkpoint(
             shutil.rmtree(old)
 
     for phase in (prepare, write_parts, publish):
-        _on_every_process(accelerator, step, phase)
+        with failures.guard():
+            try:
+                phase()
+            except OSError as error:
+                raise CheckpointError(f"step {step}: checkpoint not written: {error}") from error
     return final
 
 
@@ -175,16 +168,6 @@ def _empty_folder(temporary: Path) -> None:
     for stale in temporary.parent.glob("*.tmp"):
         shutil.rmtree(stale)
     temporary.mkdir()
-
-
-def _on_every_process(accelerator: Accelerator, step: int, phase: Callable[[], Any]) -> None:
-    """Run `phase` on this process, then wait for the others: a failure anywhere stops every process."""
-    failure = None
-    try:
-        phase()
-    except (OSError, CheckpointError) as error:
-        failure = error
-    agree(accelerator, failure, lambda message: CheckpointError(f"step {step}: checkpoint not written: {message}"))
 
 
 def _seal(folder: Path, trainer_state: dict[str, Any], num_processes: int) -> None:
@@ -212,11 +195,11 @@ def nonfinite_names(state: dict[Any, Any], prefix: str = "") -> list[str]:
 
 
 # ------------------------------------------------------------------------------------------------------ load
-def load_checkpoint(accelerator: Accelerator, state: TrainingState, path: Path) -> None:
+def load_checkpoint(accelerator: Accelerator, state: TrainingState, path: Path, failures: FailureBarrier) -> None:
     """Restore `state`, this process's random generators and data-stream position from `path`. Every process
-    calls this; on any failure every process raises a `CheckpointError` naming the file."""
-    rank, failure = accelerator.process_index, None
-    try:
+    calls this; if one fails, every process raises (`CheckpointError` naming the file, or `ProcessFailedError`)."""
+    rank = accelerator.process_index
+    with failures.guard():
         with reading(path / WEIGHTS):
             state.load_tensors(read_tensors(path / WEIGHTS))
         with reading(path / OPTIMIZER):
@@ -232,6 +215,3 @@ def load_checkpoint(accelerator: Accelerator, state: TrainingState, path: Path) 
         ):
             with reading(path / name):
                 restore(read_json(path / name))
-    except CheckpointError as error:
-        failure = error
-    agree(accelerator, failure, lambda message: CheckpointError(f"cannot resume from {path}: {message}"))

@@ -4,16 +4,18 @@ process stops all of them."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 from accelerate import Accelerator
-from accelerate.utils import DistributedType, parse_flag_from_env
+from accelerate.utils import DistributedType, broadcast_object_list, parse_flag_from_env
 from torch import nn
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 DDP_LAUNCH = "accelerate launch --config_file configs/accelerate/8gpu_ddp.yaml train.py"
 # fp32 weights and gradients and AdamW's two moments: what each DDP process holds per parameter
 BYTES_PER_PARAMETER = 4 + 4 + 8
@@ -83,3 +85,21 @@ class FailureBarrier:
                 if message is not None
             )
         ) from failure
+
+
+def on_main_process(
+    accelerator: Accelerator, function: Callable[[], T], errors: tuple[type[Exception], ...] = (Exception,)
+) -> T:
+    """A decision the main process takes for all: call `function` there only; every process returns its result or
+    raises its error (one of `errors`; any other error is a bug and stays on the main process)."""
+    result, failure = None, None
+    if accelerator.is_main_process:
+        try:
+            result = function()
+        except errors as error:
+            failure = error
+    if accelerator.num_processes > 1:
+        result, failure = broadcast_object_list([result, failure])
+    if failure is not None:
+        raise failure
+    return result

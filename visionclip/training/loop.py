@@ -18,14 +18,13 @@ from modeling_visionclip import batch_norm_statistics_frozen
 
 from ..losses import build_loss
 from ..streaming import PixelNormalizer, build_stream, make_dataloader
-from .checkpoint import TrainingState, check_supported, load_checkpoint, new_run_id, save_checkpoint
+from .checkpoint import TrainingState, load_checkpoint, new_run_id, save_checkpoint
 from .config import TrainConfig
 from .data import dataset_source, split_files
-from .distributed import FailureBarrier, refuse_fsdp
+from .distributed import FailureBarrier, on_main_process, refuse_fsdp
 from .evaluation import HeldOutEvaluator, mean_auroc
 from .hardware import channels_last_is_safe, fused_optimizer, tune_backends
 from .optim import build_optimizer, warmup_cosine
-from .ranks import on_main_process
 from .resume import check_resumable, find_checkpoint, other_runs, read_trainer_state
 from .state_files import CheckpointError
 from .towers import build_model, lock_tower
@@ -140,7 +139,6 @@ class Trainer:
         """Continue the run of `config.resume` (for `latest`, the newest intact checkpoint in the output folder),
         or start a new run: raises `CheckpointError` where the checkpoint is not one this run may continue."""
         config, accelerator = self.config, self.accelerator
-        check_supported(accelerator)
         path = on_main_process(
             accelerator, lambda: find_checkpoint(config.output_dir, config.resume), (CheckpointError, OSError)
         )
@@ -157,7 +155,7 @@ class Trainer:
                 f"cannot resume the run of {path} in {config.output_dir}: its checkpoints {others} belong to another "
                 "run; resume in that run's own folder, or choose another --output-dir"
             )
-        load_checkpoint(accelerator, self.checkpoint_state(), path)
+        load_checkpoint(accelerator, self.checkpoint_state(), path, self.failures)
         self.run_id, self.step, self.nonfinite_total = state["run_id"], state["step"], state["nonfinite_total"]
         self.history = state["history"]
         self.epoch = self.stream.epoch  # this process's own: the ranks' streams advance independently
@@ -357,4 +355,5 @@ class Trainer:
             self.step,
             state,
             self.config.keep_checkpoints,
+            self.failures,
         )
