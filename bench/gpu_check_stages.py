@@ -453,7 +453,7 @@ def stage_ddp(stage: Stage) -> None:
     ranks = range(DDP["processes"])
     stage.record(
         first_run="ok",
-        checkpoint_files={"files": files, "every_rank_stream": all(f"stream_rank{r}.pt" in files for r in ranks)},
+        checkpoint_files={"files": files, "every_rank_stream": all(f"stream_rank{r}.json" in files for r in ranks)},
     )
     lines: list[str] = []
     if run_logged([*launch, *flags, "--resume", str(checkpoint)], env=env, on_line=lines.append):
