@@ -89,6 +89,8 @@ def test_resume_allows_only_the_length_and_operational_options_to_change():
     saved = TrainConfig(preset="tiny", max_steps=10, seed=1).to_dict()
     longer = TrainConfig(preset="tiny", max_steps=20, seed=1, save_every=5, report_to="none", output_dir="moved")
     assert longer.resume_differences(saved) == []
+    elsewhere = TrainConfig(preset="tiny", max_steps=10, seed=1, mixed_precision="no")  # auto picked fp32 there
+    assert elsewhere.resume_differences({**saved, "mixed_precision": "bf16"}) == []
     other = TrainConfig(preset="small", max_steps=20, seed=2, lr=0.002)
     assert other.resume_differences(saved) == [
         "preset ('tiny' in the checkpoint, 'small' now)",

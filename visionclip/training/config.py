@@ -42,6 +42,9 @@ RESUME_MAY_CHANGE = (
     "report_to",
     "cpu_threads",
     "max_nonfinite",
+    # `auto` resolves per machine (bf16 where native, else fp32); checkpoints hold fp32 weights either way, so a run
+    # may continue on a machine that resolves it differently
+    "mixed_precision",
 )
 
 
