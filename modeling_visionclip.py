@@ -191,21 +191,56 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        length_groups: int = 1,
         **kwargs,
     ) -> BaseModelOutputWithPooling:
         """`input_ids` `(batch, seq)` -> output whose `pooler_output` is the projected, unnormalised embedding
-        `(batch, projection_dim)`. Sequences longer than the tower's positions are truncated."""
+        `(batch, projection_dim)`. Sequences longer than the tower's positions are truncated.
+
+        With `length_groups` > 1, right-padded texts are encoded in that many groups of similar length, each cut to
+        its own longest text: the same embeddings (up to float rounding) without the work spent on padding, which is
+        most of it when a batch pads short captions to its longest. (`last_hidden_state` then differs at padded
+        positions, whose values mean nothing either way.)
+        """
         inputs = self._text_inputs(input_ids, attention_mask, token_type_ids, position_ids)
-        outputs = self.text_model(**inputs, return_dict=True, **kwargs)
-        if self.config.text_pooling == "pooler":
-            pooled = outputs.pooler_output
-        elif self.config.text_pooling == "mean":
-            mask = inputs["attention_mask"].unsqueeze(-1).to(outputs.last_hidden_state.dtype)
-            pooled = (outputs.last_hidden_state * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        groups = _groups_by_length(inputs["attention_mask"], length_groups) if length_groups > 1 else None
+        if groups is None:
+            outputs = self.text_model(**inputs, return_dict=True, **kwargs)
+            pooled = self._pool_text(outputs.last_hidden_state, outputs.pooler_output, inputs["attention_mask"])
         else:
-            pooled = outputs.last_hidden_state[:, 0]
+            outputs = self._encode_text_groups(inputs, groups, **kwargs)
+            pooled = outputs.pooler_output
         outputs.pooler_output = self.text_projection(pooled)
         return outputs
+
+    def _pool_text(self, hidden: torch.Tensor, tower_pooled: torch.Tensor | None, mask: torch.Tensor) -> torch.Tensor:
+        """One vector per text `(batch, hidden)` from the tower's `(batch, seq, hidden)` states (`text_pooling`)."""
+        if self.config.text_pooling == "pooler":
+            return tower_pooled
+        if self.config.text_pooling == "mean":
+            weights = mask.unsqueeze(-1).to(hidden.dtype)
+            return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
+        return hidden[:, 0]
+
+    def _encode_text_groups(
+        self, inputs: dict[str, torch.Tensor], groups: list[tuple[torch.Tensor, int]], **kwargs
+    ) -> BaseModelOutputWithPooling:
+        """Run the text tower on each `(rows, length)` group cut to `length` tokens; reassemble in batch order, with
+        `pooler_output` holding the pooled (not yet projected) vectors."""
+        batch, width = inputs["input_ids"].shape
+        hidden, pooled = None, None
+        for rows, length in groups:
+            part = {
+                key: (value[rows] if value.shape[0] == batch else value)[:, :length] for key, value in inputs.items()
+            }
+            outputs = self.text_model(**part, return_dict=True, **kwargs)
+            states = nn.functional.pad(outputs.last_hidden_state, (0, 0, 0, width - length))
+            vectors = self._pool_text(outputs.last_hidden_state, outputs.pooler_output, part["attention_mask"])
+            if hidden is None:
+                hidden = states.new_zeros(batch, *states.shape[1:])
+                pooled = vectors.new_zeros(batch, *vectors.shape[1:])
+            hidden, pooled = hidden.index_copy(0, rows, states), pooled.index_copy(0, rows, vectors)
+        return BaseModelOutputWithPooling(last_hidden_state=hidden, pooler_output=pooled)
 
     def _text_inputs(self, input_ids, attention_mask, token_type_ids, position_ids) -> dict[str, torch.Tensor]:
         if attention_mask is None:
@@ -254,16 +289,20 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         return_loss: bool | None = None,
         return_dict: bool | None = None,
+        text_length_groups: int = 1,
         **kwargs,
     ) -> VisionCLIPOutput | tuple:
         """Images `(B_i, 3, H, W)` and texts `(B_t, seq)` -> `logits_per_image` `(B_i, B_t)`, `logits_per_text`
         `(B_t, B_i)`, normalised embeddings and, with `return_loss=True` (`B_i == B_t`), the symmetric
         contrastive loss. Extra tokenizer outputs are accepted and ignored where the text tower does not use them.
+        `text_length_groups`: see `get_text_features(length_groups=...)`.
         """
         if input_ids is None or pixel_values is None:
             raise ValueError("VisionCLIPModel.forward needs both `input_ids` and `pixel_values`")
         vision_outputs = self.get_image_features(pixel_values)
-        text_outputs = self.get_text_features(input_ids, attention_mask, token_type_ids, position_ids)
+        text_outputs = self.get_text_features(
+            input_ids, attention_mask, token_type_ids, position_ids, length_groups=text_length_groups
+        )
         image_embeds = nn.functional.normalize(vision_outputs.pooler_output, dim=-1)
         text_embeds = nn.functional.normalize(text_outputs.pooler_output, dim=-1)
 
@@ -405,6 +444,19 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
             "VisionCLIP projections and logit scale are newly initialised: train the model before using it."
         )
         return model
+
+
+def _groups_by_length(attention_mask: torch.Tensor, groups: int) -> list[tuple[torch.Tensor, int]] | None:
+    """Row indices of `groups` groups of about equal size, shortest texts first, each with its longest length; None
+    where grouping cannot apply (fewer than two rows per group, or padding that is not all on the right)."""
+    lengths = attention_mask.sum(dim=1)
+    if attention_mask.shape[0] < 2 * groups:
+        return None
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    if not torch.equal(attention_mask.bool(), positions < lengths[:, None]):
+        return None
+    order = lengths.argsort(stable=True)
+    return [(rows, max(1, int(lengths[rows[-1]]))) for rows in order.tensor_split(groups)]
 
 
 def _checked_class_names(class_names: Any) -> list[str]:

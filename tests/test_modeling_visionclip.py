@@ -379,3 +379,64 @@ def test_inference_in_channels_last_matches_training_layout():
     with_grad = model.encode_image(pixels).detach()
     with torch.no_grad():
         torch.testing.assert_close(model.encode_image(pixels), with_grad, atol=1e-5, rtol=1e-4)
+
+
+def captions_of_lengths(lengths: list[int], width: int) -> dict[str, torch.Tensor]:
+    """Right-padded token ids with these lengths, padded to `width` (as the tokenizer pads a batch)."""
+    generator = torch.Generator().manual_seed(1)
+    ids = torch.randint(5, 99, (len(lengths), width), generator=generator)
+    mask = (torch.arange(width) < torch.tensor(lengths)[:, None]).long()
+    return {"input_ids": ids * mask, "attention_mask": mask}
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean", "pooler"])
+def test_length_groups_give_the_padded_batchs_embeddings_and_gradients(pooling: str):
+    torch.manual_seed(0)
+    model = VisionCLIPModel(tiny_config(text_pooling=pooling)).eval()  # eval: no dropout, so runs are comparable
+    text = captions_of_lengths([3, 17, 5, 24, 9, 2, 11, 6], width=24)
+
+    def run(groups: int):
+        model.zero_grad()
+        output = model.get_text_features(**text, length_groups=groups)
+        output.pooler_output.square().sum().backward()
+        grads = {name: p.grad.clone() for name, p in model.text_model.named_parameters() if p.grad is not None}
+        return output, grads
+
+    whole, whole_grads = run(1)
+    grouped, grouped_grads = run(4)
+    torch.testing.assert_close(grouped.pooler_output, whole.pooler_output, atol=1e-5, rtol=1e-4)
+    real = text["attention_mask"].bool()
+    torch.testing.assert_close(grouped.last_hidden_state[real], whole.last_hidden_state[real], atol=1e-5, rtol=1e-4)
+    assert grouped_grads.keys() == whole_grads.keys()
+    for name, grad in whole_grads.items():
+        torch.testing.assert_close(grouped_grads[name], grad, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_length_groups_cut_each_group_to_its_longest_text(monkeypatch):
+    model = VisionCLIPModel(tiny_config()).eval()
+    widths = []
+    original = type(model.text_model).forward
+
+    def recording(self, input_ids=None, **kwargs):
+        widths.append(tuple(input_ids.shape))
+        return original(self, input_ids=input_ids, **kwargs)
+
+    monkeypatch.setattr(type(model.text_model), "forward", recording)
+    model.get_text_features(**captions_of_lengths([3, 17, 5, 24, 9, 2, 11, 6], width=24), length_groups=4)
+    assert widths == [(2, 3), (2, 6), (2, 11), (2, 24)]
+    widths.clear()
+    left_padded = {key: value.flip(1) for key, value in captions_of_lengths([3, 17, 5, 24], width=24).items()}
+    model.get_text_features(**left_padded, length_groups=2)  # left padding: not cut, one padded batch
+    assert widths == [(4, 24)]
+    widths.clear()
+    model.get_text_features(**captions_of_lengths([3, 17, 5], width=24), length_groups=2)  # too few texts
+    assert widths == [(3, 24)]
+
+
+def test_forward_passes_text_length_groups_on():
+    torch.manual_seed(0)
+    model = VisionCLIPModel(tiny_config()).eval()
+    inputs = {**batch(n_images=8, n_texts=8), **captions_of_lengths([3, 17, 5, 24, 9, 2, 11, 6], width=24)}
+    torch.testing.assert_close(
+        model(**inputs, text_length_groups=4).logits_per_image, model(**inputs).logits_per_image, atol=1e-4, rtol=1e-4
+    )

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from visionclip.presets import build_model_and_processor
-from visionclip.training.hardware import channels_last_is_safe, fused_optimizer, tune_backends
+from visionclip.training.hardware import channels_last_is_safe, fused_optimizer, text_length_groups, tune_backends
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 
@@ -32,6 +32,11 @@ def test_channels_last_is_off_only_where_the_cpu_backend_crashes(models, preset,
 @pytest.mark.parametrize("device, fused", [(CPU, False), (CUDA, True)])
 def test_fused_adamw_on_cuda(device: torch.device, fused: bool):
     assert fused_optimizer(device) is fused
+
+
+@pytest.mark.parametrize("device, groups", [(CPU, 4), (CUDA, 1)])
+def test_captions_are_grouped_by_length_on_cpus_only(device: torch.device, groups: int):
+    assert text_length_groups(device) == groups
 
 
 @pytest.fixture

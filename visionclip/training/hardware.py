@@ -31,3 +31,14 @@ def tune_backends(device: torch.device) -> None:
     torch.backends.cuda.matmul.fp32_precision = "tf32"
     torch.backends.cudnn.conv.fp32_precision = "tf32"
     torch.backends.cudnn.benchmark = True
+
+
+def text_length_groups(device: torch.device) -> int:
+    """How many groups of similar caption length the text tower encodes a batch in (1: the padded batch at once).
+
+    A batch pads its captions to the longest: with the knowledge base's captions (30 tokens on average, padded to 64
+    in a batch of 64) half of the text tower's work is padding. On a CPU, four groups cut to their own longest
+    caption drop most of it (the main job 1.13x faster in fp32 on an AVX2 CPU). On a GPU the grouping's reads of
+    the lengths back to the host would stall the device every step, and small launches cost more than the padding.
+    """
+    return 4 if device.type == "cpu" else 1

@@ -23,7 +23,7 @@ from .config import TrainConfig
 from .data import dataset_source, split_files
 from .distributed import FailureBarrier, on_main_process, refuse_fsdp
 from .evaluation import HeldOutEvaluator, mean_auroc
-from .hardware import channels_last_is_safe, fused_optimizer, tune_backends
+from .hardware import channels_last_is_safe, fused_optimizer, text_length_groups, tune_backends
 from .optim import build_optimizer, warmup_cosine
 from .resume import check_resumable, find_checkpoint, other_runs, read_trainer_state
 from .state_files import CheckpointError
@@ -59,6 +59,7 @@ class Trainer:
         )
         if self.channels_last:  # weights in the inputs' layout, or every convolution converts one or the other
             self.model.to(memory_format=torch.channels_last)
+        self.text_length_groups = text_length_groups(device)
         # The loss is not prepared: its only parameter (SigLIP's bias) gets the same gradient on every process.
         self.loss_fn = build_loss(config.loss, config.label_similarity).to(device)
         optimizer = build_optimizer(
@@ -237,7 +238,7 @@ class Trainer:
         if self.channels_last:
             inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=torch.channels_last)
         with self.accelerator.autocast():
-            output = self.wrapped(**inputs)
+            output = self.wrapped(**inputs, text_length_groups=self.text_length_groups)
         return output.image_embeds.float(), output.text_embeds.float()
 
     def train_step(self, micro: list[dict[str, Any]]) -> float:
