@@ -89,7 +89,7 @@ class TrainConfig:
     findings_per_caption: int = 0  # state at most N of an image's findings per caption, resampled each epoch (0: all)
     batch_size: int = 64  # global contrastive batch per optimizer step (all processes x accumulation)
     accum_steps: int = 1  # micro-batches per step; the contrastive batch stays the global batch
-    max_steps: int = 1200  # optimizer steps
+    max_steps: int = 1000  # optimizer steps
     lr: float = 1e-3  # peak learning rate
     min_lr: float = 1e-5  # final learning rate of the cosine schedule
     warmup_steps: int = 50  # linear warm-up steps
@@ -104,11 +104,11 @@ class TrainConfig:
     max_nonfinite: int = 20  # stop after this many consecutive non-finite losses
     # output, checkpoints, logging
     output_dir: str = "runs/visionclip-small"  # checkpoints/, logs/ and the Hub-ready model/ folder
-    save_every: int = 120  # checkpoint every N steps (and at the end)
+    save_every: int = 100  # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2  # keep the newest K checkpoints
     resume: str | None = None  # 'latest' or a checkpoint folder
     overwrite: bool = False  # replace the run in output_dir (its checkpoints/, model/, logs/, training_config.yaml)
-    eval_every: int = 240  # zero-shot evaluation on the held-out split every N steps (0: only at the end)
+    eval_every: int = 200  # zero-shot evaluation on the held-out split every N steps (0: only at the end)
     eval_samples: int = 1200  # held-out images used for evaluation
     log_every: int = 10  # scalars to the tracker every N steps
     report_to: str = "tensorboard"  # tensorboard, wandb or none
