@@ -10,8 +10,8 @@ Stages, each in its own process under its own time budget (a stage that overruns
     layout_compile  the same step at batch 128 without checkpointing: channels-last off, and torch.compile on
     loader          DataLoader images/s with 8 and 15 workers on the PNG and the JPEG set, against the step rate
     main_job        `train.py` with its defaults on the GPU (15 loader workers): the held-out AUROC curve against the
-                    CPU run's figures in README.md; the same 1,200-step schedule, so each point compares with the CPU
-                    run's at the same step; the budget stops it where the GPU is slower than expected
+                    CPU run's figures in README.md; the same schedule (train.py's defaults), so each point compares
+                    with the CPU run's at the same step; the budget stops it where the GPU is slower than expected
     ddp             two train.py processes on the one GPU (gloo): DDP, gradient accumulation, a checkpoint and a
                     resume from it; checks that the learning rate after N steps is the single-process schedule's
                     (it is not where each of N processes steps the scheduler)

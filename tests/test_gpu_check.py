@@ -73,7 +73,7 @@ def test_dry_run_runs_every_stage_and_reports_its_figures(dry_run):
     main_job = report["stages"]["main_job"]["result"]
     assert [point["step"] for point in main_job["curve"]] == [2, 4]
     assert all(0 <= point["mean_auroc"] <= 1 for point in main_job["curve"])
-    assert sorted(main_job["cpu_curve_in_readme"]) == ["1200", "240", "480", "720", "960"]
+    assert sorted(map(int, main_job["cpu_curve_in_readme"])) == main_job_evaluation_steps()
     assert main_job["precision"].startswith("mixed precision auto -> ")
 
     ddp = report["stages"]["ddp"]["result"]
@@ -112,10 +112,18 @@ def test_the_lr_check_tells_per_process_scheduler_steps_apart():
     assert not stepped_twice["ok"] and stepped_twice["if_every_process_stepped_the_scheduler"] == lr_after_steps(8)
 
 
+def main_job_evaluation_steps() -> list[int]:
+    """The steps at which train.py's defaults evaluate: the README's curve must be the current main job's."""
+    from visionclip.training.config import TrainConfig
+
+    config = TrainConfig()
+    return list(range(config.eval_every, config.max_steps + 1, config.eval_every))
+
+
 def test_the_readme_curve_is_found():
     stages = load_bench("gpu_check_stages")
     curve = stages.readme_cpu_curve((REPO_ROOT / "README.md").read_text())
-    assert sorted(curve) == [240, 480, 720, 960, 1200] and all(0.5 < auroc < 1 for auroc in curve.values())
+    assert sorted(curve) == main_job_evaluation_steps() and all(0.5 < auroc < 1 for auroc in curve.values())
     text = "held-out mean zero-shot AUROC 0.7 / 0.8\n/ 0.9 after 10 / 20 / 1,000 steps"
     assert stages.readme_cpu_curve(text) == {10: 0.7, 20: 0.8, 1000: 0.9}
 

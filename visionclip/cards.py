@@ -26,7 +26,7 @@ BELOW_TARGET_REASONS = (
     "(arteriolar narrowing and AV nicking, microaneurysms, the macular hole, a serous blister) or shared with other "
     "findings (cotton-wool spots and haemorrhages occur in DR, hypertension and vein occlusion); a "
     "logistic-regression probe on its image embeddings also stayed below the bar for most of them, so the image "
-    "features, more than the prompts, were the limit of its 10-minute, compute-bound run. The repository's "
+    "features, more than the prompts, were the limit of its short, compute-bound CPU run. The repository's "
     "`docs/generator.md` gives the AUROC a supervised CNN reaches on each label as a reference."
 )
 
