@@ -31,3 +31,4 @@ bench: setup
 	$(BIN)/python bench/bench_streaming.py
 	$(BIN)/python bench/bench_training.py
 	$(BIN)/python bench/bench_eval.py
+	$(BIN)/python bench/bench_precision.py
