@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from visionclip.captions import CAPTIONED_COLUMNS  # noqa: E402
+from visionclip.schema import CAPTIONED_COLUMNS  # noqa: E402
 from visionclip.training.config import TrainConfig  # noqa: E402
 from visionclip.training.data import embedded_dataset_dir  # noqa: E402
 from visionclip.training.evaluation import HeldOutEvaluator  # noqa: E402

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from visionclip.captions import FACTS, Captioner
+from visionclip.captions import Captioner
 from visionclip.knowledge import load_knowledge_base
-from visionclip.schema import COLUMN_NAMES, FINDING_COLUMNS, READABILITY_COLUMNS, derive_summary_flags
+from visionclip.schema import COLUMN_NAMES, FACTS, FINDING_COLUMNS, READABILITY_COLUMNS, derive_summary_flags
 
 KNOWLEDGE = load_knowledge_base()
 CAPTIONER = Captioner()

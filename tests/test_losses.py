@@ -79,7 +79,7 @@ def test_unknown_loss_is_named():
 
 def record_labels(n: int = 8) -> torch.Tensor:
     """Label rows in `CAPTIONED_COLUMNS` order: readable images with DR grade i % 3 and glaucoma on every 4th."""
-    from visionclip.captions import CAPTIONED_COLUMNS
+    from visionclip.schema import CAPTIONED_COLUMNS
 
     labels = torch.zeros(n, len(CAPTIONED_COLUMNS), dtype=torch.long)
     for column in ("is_fundus", "is_macular_readable", "is_optic_disc_readable", "is_retinal_region_readable"):
@@ -126,7 +126,7 @@ def test_two_process_loss_equals_single_process_loss_on_the_combined_batch(name)
 
 def record(**values) -> torch.Tensor:
     """One label row in `CAPTIONED_COLUMNS` order: a readable fundus photograph with the given labels."""
-    from visionclip.captions import CAPTIONED_COLUMNS
+    from visionclip.schema import CAPTIONED_COLUMNS
 
     row = torch.zeros(len(CAPTIONED_COLUMNS), dtype=torch.long)
     for column in ("is_fundus", "is_macular_readable", "is_optic_disc_readable", "is_retinal_region_readable"):
@@ -137,7 +137,7 @@ def record(**values) -> torch.Tensor:
 
 
 def test_entailment_targets_pair_each_caption_with_every_image_it_is_true_of():
-    from visionclip.captions import FACTS
+    from visionclip.schema import FACTS
 
     def claims(asserted=(), denied=()):
         flags = torch.zeros(2 * len(FACTS), dtype=torch.long)

@@ -15,8 +15,7 @@ import torch
 from PIL import Image
 
 from image_processing_visionclip import VisionCLIPImageProcessor
-from visionclip.captions import CAPTIONED_COLUMNS, FACTS
-from visionclip.schema import COLUMN_NAMES, datasets_features
+from visionclip.schema import CAPTIONED_COLUMNS, COLUMN_NAMES, FACTS, datasets_features
 from visionclip.streaming import build_stream, label_frequencies, make_dataloader, resolve_data_files
 from visionclip.tokenization import build_knowledge_base_tokenizer
 

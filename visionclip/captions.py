@@ -7,26 +7,15 @@ findings, mentions image quality where a readability flag is 0, and sometimes th
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .knowledge import Concept, KnowledgeBase, load_knowledge_base
-from .schema import FINDING_COLUMNS, LESION_FINDINGS, MACULAR_FINDINGS, READABILITY_COLUMNS, SUMMARY_COLUMNS
+from .schema import FACTS, FINDING_COLUMNS, LESION_FINDINGS, MACULAR_FINDINGS, READABILITY_COLUMNS
+from .seeding import stable_seed
 
-# The label columns a caption depends on: two records that agree on these get equivalent captions.
-CAPTIONED_COLUMNS: tuple[str, ...] = ("dr_grade", *FINDING_COLUMNS, *SUMMARY_COLUMNS, *READABILITY_COLUMNS)
-
-# The facts a caption can assert or deny, and that a record's labels make true or false (see `losses.label_facts`):
-# each DR grade, each finding, each unreadable part, and "normal" (no DR, no finding, no abnormality flag).
-FACTS: tuple[str, ...] = (
-    *(f"dr_grade={grade}" for grade in range(1, 5)),
-    *FINDING_COLUMNS,
-    *(f"{column}=0" for column in READABILITY_COLUMNS),
-    "normal",
-)
 _GRADE_FACTS = tuple(index for index, fact in enumerate(FACTS) if fact.startswith("dr_grade="))
 
 Polarity = Literal["present", "absent", "quality"]
@@ -55,12 +44,6 @@ def _join(phrases: list[str]) -> str:
 
 def _sentence_case(text: str) -> str:
     return text[:1].upper() + text[1:]
-
-
-def stable_seed(*parts: Any) -> int:
-    """A process-independent 64-bit seed from any printable parts (Python's `hash` is salted per process)."""
-    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little")
 
 
 class Captioner:
@@ -228,25 +211,7 @@ class Captioner:
         return random.Random(stable_seed(key, epoch, self.seed, *salt))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print captions for the first records of a dataset folder, parquet glob or Hub id."""
-    import argparse
+if __name__ == "__main__":  # `python -m visionclip.captions`; the command lives with the other CLIs
+    from .cli.captions import main
 
-    from .streaming import open_parquet_stream, resolve_data_files
-
-    parser = argparse.ArgumentParser(description="Show training captions for dataset records.")
-    parser.add_argument("data", help="dataset folder, parquet glob or Hub dataset id")
-    parser.add_argument("--split", default="train")
-    parser.add_argument("--count", type=int, default=20)
-    parser.add_argument("--epoch", type=int, default=0)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    captioner = Captioner(seed=args.seed)
-    files = resolve_data_files(args.data, args.split)
-    for row in open_parquet_stream(files, args.split).remove_columns("image").take(args.count):
-        print(f"{row['file_name']}: {captioner(row, args.epoch)}")
-    return 0
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

@@ -12,6 +12,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
+from .schema import CAPTIONED_COLUMNS, FINDING_COLUMNS, READABILITY_COLUMNS, SUMMARY_COLUMNS
+
 
 class _AllGather(torch.autograd.Function):
     """Concatenate a tensor from all processes; backward sums the gradients and returns this process's slice."""
@@ -67,9 +69,7 @@ class ClipLoss(nn.Module):
 
 def label_facts(labels: torch.Tensor) -> torch.Tensor:
     """`(n, len(CAPTIONED_COLUMNS))` labels -> `(n, len(FACTS))` 0/1: DR grade 1-4, each finding, each unreadable
-    part, and "normal" (no DR, no finding and no abnormality flag) — see `captions.FACTS`."""
-    from .captions import CAPTIONED_COLUMNS
-    from .schema import FINDING_COLUMNS, READABILITY_COLUMNS, SUMMARY_COLUMNS
+    part, and "normal" (no DR, no finding and no abnormality flag) — see `schema.FACTS`."""
 
     def columns(names):
         return labels[:, [CAPTIONED_COLUMNS.index(c) for c in names]]

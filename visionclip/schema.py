@@ -147,6 +147,20 @@ LESION_FINDINGS: frozenset[str] = frozenset(
 )
 MACULAR_FINDINGS: frozenset[str] = frozenset({"is_amd", "is_crp", "is_dme", "is_em", "is_mh"})
 
+# The label vector: the label columns a caption depends on, in the order of the `labels` tensor a training batch
+# carries (two records that agree on these get equivalent captions).
+CAPTIONED_COLUMNS: tuple[str, ...] = ("dr_grade", *FINDING_COLUMNS, *SUMMARY_COLUMNS, *READABILITY_COLUMNS)
+
+# The facts a caption can assert or deny, and that a record's labels make true or false: each DR grade, each finding,
+# each unreadable part, and "normal" (no DR, no finding, no abnormality flag). `captions.Captioner.claimed_facts`
+# and `losses.label_facts` both index this tuple.
+FACTS: tuple[str, ...] = (
+    *(f"dr_grade={grade}" for grade in range(1, 5)),
+    *FINDING_COLUMNS,
+    *(f"{column}=0" for column in READABILITY_COLUMNS),
+    "normal",
+)
+
 DERIVED_RULES: dict[str, str] = {
     "is_dm": "dr_grade >= 1 or is_dme",
     "is_md": "any of " + ", ".join(sorted(MACULAR_FINDINGS)),

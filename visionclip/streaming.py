@@ -34,7 +34,9 @@ import torch
 from PIL import Image
 
 from .augment import FundusAugment
-from .captions import CAPTIONED_COLUMNS, Captioner, stable_seed
+from .captions import Captioner
+from .schema import CAPTIONED_COLUMNS
+from .seeding import stable_seed
 from .stream_parts import StreamPosition, plan_reader_parts, read_part
 from .stream_report import EpochTally, StreamError
 

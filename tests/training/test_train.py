@@ -18,7 +18,7 @@ import pytest
 import torch
 import yaml
 
-from visionclip.captions import FACTS
+from visionclip.schema import FACTS
 from visionclip.training.config import TrainConfig
 
 from .conftest import SYNTHETIC
