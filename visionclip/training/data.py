@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ..captions import CAPTIONED_COLUMNS, stable_seed
+from ..schema import CAPTIONED_COLUMNS
+from ..seeding import stable_seed
 from ..streaming import open_parquet_stream, resolve_data_files
 from .config import TrainConfig
 
