@@ -14,9 +14,8 @@ import torch
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 
-from ..captions import CAPTIONED_COLUMNS
 from ..knowledge import KnowledgeBase, load_knowledge_base
-from ..schema import FINDING_COLUMNS
+from ..schema import CAPTIONED_COLUMNS, FINDING_COLUMNS
 from ..streaming import open_parquet_stream
 
 MIN_POSITIVES = 10  # fewer positives (or negatives) than this: too rare to measure, reported as such
