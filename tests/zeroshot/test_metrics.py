@@ -5,12 +5,12 @@ from __future__ import annotations
 import evaluate
 import pytest
 
-from visionclip.zeroshot.report import METRIC_PATH
+from visionclip.resources import FUNDUS_METRIC, data_path
 
 
 @pytest.fixture(scope="module")
 def metric():
-    return evaluate.load(str(METRIC_PATH))  # a local path: no Hub access needed
+    return evaluate.load(str(data_path(FUNDUS_METRIC)))  # a local path: no Hub access needed
 
 
 def test_hand_computed_three_class_ordinal_case(metric):

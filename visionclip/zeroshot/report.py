@@ -8,9 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from ..paths import REPO_ROOT
+from ..resources import FUNDUS_METRIC, data_path
 
-METRIC_PATH = REPO_ROOT / "metrics" / "fundus_classification"
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "quadratic_kappa")
 
 
@@ -18,7 +17,7 @@ HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1", "auroc", "quadratic_kap
 def metric():
     import evaluate
 
-    return evaluate.load(str(METRIC_PATH))
+    return evaluate.load(str(data_path(FUNDUS_METRIC)))
 
 
 def score(

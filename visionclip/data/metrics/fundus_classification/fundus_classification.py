@@ -1,7 +1,8 @@
 """Fundus classification metrics for the `evaluate` library, computed with scikit-learn.
 
     import evaluate
-    metric = evaluate.load("metrics/fundus_classification")   # a local path: works offline
+    from visionclip.resources import FUNDUS_METRIC, data_path
+    metric = evaluate.load(str(data_path(FUNDUS_METRIC)))   # a local path: works offline
     metric.compute(predictions=[0, 2, 1], references=[0, 1, 1], prediction_scores=[[.8, .1, .1], ...],
                    ordinal=True, bootstrap_samples=1000)
 
