@@ -14,9 +14,10 @@ from typing import Any
 
 import yaml
 
+from .resources import KNOWLEDGE_BASE, data_path
 from .schema import COLUMNS_BY_NAME
 
-KNOWLEDGE_BASE_PATH = Path(__file__).with_name("knowledge_base.yaml")
+KNOWLEDGE_BASE_PATH = data_path(KNOWLEDGE_BASE)
 
 
 @dataclass(frozen=True)

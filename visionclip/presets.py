@@ -26,9 +26,10 @@ from modeling_visionclip import VisionCLIPModel
 from processing_visionclip import VisionCLIPProcessor
 
 from .knowledge import load_knowledge_base
+from .resources import PRESETS, data_path
 from .tokenization import build_knowledge_base_tokenizer
 
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "configs" / "presets"
+PRESETS_DIR = data_path(PRESETS)
 KNOWLEDGE_BASE_TOKENIZER = "knowledge-base"
 _PRESET_KEYS = {
     "description",

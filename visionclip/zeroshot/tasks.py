@@ -13,10 +13,10 @@ from typing import Any
 import yaml
 
 from ..knowledge import KnowledgeBase, load_knowledge_base
-from ..paths import REPO_ROOT
+from ..resources import EVAL_TASKS, data_path
 from ..schema import COLUMNS_BY_NAME
 
-TASKS_DIR = REPO_ROOT / "configs" / "eval_tasks"
+TASKS_DIR = data_path(EVAL_TASKS)
 
 
 @dataclass(frozen=True)
