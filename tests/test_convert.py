@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub import DatasetCard
 from PIL import Image
 
-import convert_synfundus
+from visionclip.cli import convert as convert_synfundus
 from visionclip.schema import COLUMN_NAMES, LABEL_COLUMNS
 from visionclip.synthetic.labels import resolve_prevalence
 from visionclip.synthetic.writer import SampleMaker, write_release

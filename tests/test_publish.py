@@ -15,7 +15,7 @@ import yaml
 from huggingface_hub import ModelCard
 from PIL import Image
 
-import publish
+from visionclip.cli import publish
 from visionclip.hub import HUB_CODE_FILES, PICKLE_SUFFIXES
 
 REQUIRED_UPLOAD = {

@@ -27,7 +27,7 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def fundus_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """96 training and 48 validation rows at 64 px, 4 + 2 parquet shards, from generate_fundus.py."""
-    from generate_fundus import main
+    from visionclip.cli.generate import main
 
     folder = tmp_path_factory.mktemp("fundus_dataset")
     args = ["--out", str(folder), "--splits", "train=96,validation=48", "--image-size", "64", "--rows-per-shard", "24"]

@@ -14,15 +14,18 @@ import argparse
 import sys
 from pathlib import Path
 
-from visionclip.hub import repo_id_problem
-from visionclip.locking import HOLDER_FILE, LOCK_FILE
-from visionclip.shards import atomic_write_bytes
+from huggingface_hub import HfApi
+from tqdm.auto import tqdm
+
+from ..cards import render_dataset_card
+from ..convert import convert_release, find_metadata, scan_metadata
+from ..hub import repo_id_problem
+from ..locking import HOLDER_FILE, LOCK_FILE
+from ..shards import atomic_write_bytes
 
 
 def push_to_hub(out_dir: Path, repo_id: str, private: bool, token: str | None) -> str:
     """Create the dataset repo (private unless told otherwise) and upload the folder; returns its URL."""
-    from huggingface_hub import HfApi
-
     api = HfApi(token=token)
     url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     api.upload_folder(
@@ -49,11 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.push_to_hub is not None and (problem := repo_id_problem(args.push_to_hub)):
         parser.error(f"--push-to-hub: {problem}")
 
-    from tqdm.auto import tqdm
-
-    from visionclip.cards import render_dataset_card
-    from visionclip.convert import convert_release, find_metadata, scan_metadata
-
     try:
         total, _ = scan_metadata(find_metadata(args.release.resolve(), args.metadata))
         with tqdm(total=total, desc="converting", unit="row") as bar:
@@ -66,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress=bar.update,
             )
     except (ValueError, FileNotFoundError, NotADirectoryError) as error:
-        print(f"convert_synfundus.py: error: {error}", file=sys.stderr)
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)
         return 2
     table = find_metadata(args.release.resolve(), args.metadata)
     card = render_dataset_card(
@@ -91,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"uploaded to {push_to_hub(args.out_dir, args.push_to_hub, not args.public, args.token)}")
         except Exception as error:  # authentication, network: the local folder is complete either way
             print(
-                f"convert_synfundus.py: error: upload to {args.push_to_hub} failed ({type(error).__name__}: "
+                f"{parser.prog}: error: upload to {args.push_to_hub} failed ({type(error).__name__}: "
                 f"{error}); the converted folder {args.out_dir} is intact",
                 file=sys.stderr,
             )
@@ -100,7 +98,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{summary.rejected} rows rejected: see {args.out_dir / 'rejected.csv'}", file=sys.stderr)
         return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

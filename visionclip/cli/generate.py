@@ -1,4 +1,3 @@
-#!/usr/bin/env python
 """Generate synthetic colour fundus photographs with SynFundus-style labels.
 
 Examples:
@@ -28,11 +27,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from visionclip.shards import ShardSpec
-from visionclip.synthetic import FundusGenerator, resolve_prevalence
-from visionclip.synthetic.generator import MAX_SIZE, MIN_SIZE
-from visionclip.synthetic.labels import PREVALENCE_HELP
-from visionclip.synthetic.writer import (
+from tqdm import tqdm
+
+from ..shards import ShardSpec
+from ..synthetic import FundusGenerator, resolve_prevalence
+from ..synthetic.generator import MAX_SIZE, MIN_SIZE
+from ..synthetic.labels import PREVALENCE_HELP
+from ..synthetic.writer import (
     IMAGE_FORMATS,
     SampleMaker,
     contact_sheet,
@@ -170,8 +171,6 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(config["splits"].values())
     progress = None
     if not args.quiet:
-        from tqdm import tqdm
-
         progress = tqdm(total=total, unit="img", desc="generating", smoothing=0.05)
     started = time.perf_counter()
     on_row = progress.update if progress is not None else None
@@ -214,7 +213,3 @@ def main(argv: list[str] | None = None) -> int:
         sheet.save(config["contact_sheet"])
         print(f"contact sheet: {config['contact_sheet']}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

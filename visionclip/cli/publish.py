@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from visionclip.hub import HUB_CODE_FILES, HUB_FOLDERS, repo_id_problem, why_left_out
+from huggingface_hub import HfApi
+
+from ..cards import RESULTS_FILE, render_model_card
+from ..hub import HUB_CODE_FILES, HUB_FOLDERS, repo_id_problem, why_left_out
 
 REQUIRED = ("config.json", "model.safetensors", *HUB_CODE_FILES, "processor_config.json", "tokenizer.json")
 RESULT_KEYS = ("model", "dataset", "mode", "metrics")
@@ -139,8 +142,6 @@ def stage(
 ) -> None:
     """Copy the selected files (the original is never modified), merge real-data results, and re-render
     README.md for the repo."""
-    from visionclip.cards import RESULTS_FILE, render_model_card
-
     for relative in selection.files:
         (staging / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / relative, staging / relative)
@@ -182,8 +183,6 @@ def validate(staging: Path, repo_id: str) -> None:
 
 
 def upload(staging: Path, repo_id: str, private: bool, token: str | None) -> str:
-    from huggingface_hub import HfApi
-
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
     info = api.upload_folder(repo_id=repo_id, folder_path=str(staging), commit_message="Upload VisionCLIP model")
@@ -224,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             stage(args.folder, selection, staging, args.repo_id, real_results)
             validate(staging, args.repo_id)
         except (ValueError, FileNotFoundError) as error:
-            print(f"publish.py: error: {error}", file=sys.stderr)
+            print(f"{parser.prog}: error: {error}", file=sys.stderr)
             return 2
         print_selection(staging, selection, args.repo_id)
         if args.dry_run:
@@ -234,13 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"uploaded: {upload(staging, args.repo_id, args.private, args.token)}")
         except Exception as error:  # authentication, permissions, network: say which, keep the local folder
             print(
-                f"publish.py: error: upload to {args.repo_id} failed ({type(error).__name__}: {error}); "
+                f"{parser.prog}: error: upload to {args.repo_id} failed ({type(error).__name__}: {error}); "
                 f"{args.folder} is unchanged",
                 file=sys.stderr,
             )
             return 1
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
