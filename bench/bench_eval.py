@@ -13,17 +13,13 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from visionclip.paths import real_data_dir  # noqa: E402
-from visionclip.presets import build_model_and_processor  # noqa: E402
-from visionclip.zeroshot.data import EvalItem  # noqa: E402
-from visionclip.zeroshot.embed import embed_images  # noqa: E402
+from visionclip.paths import real_data_dir
+from visionclip.presets import build_model_and_processor
+from visionclip.zeroshot.data import EvalItem
+from visionclip.zeroshot.embed import embed_images
 
 
 def timed(function, repeats: int) -> float:

@@ -20,11 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from visionclip.synthetic import FundusGenerator
+from visionclip.synthetic.vessels import TREE_POOL_SIZE, grow_tree
 
-from visionclip.synthetic import FundusGenerator  # noqa: E402
-from visionclip.synthetic.vessels import TREE_POOL_SIZE, grow_tree  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def single_process(size: int, count: int) -> tuple[float, float, float]:

@@ -18,11 +18,8 @@ from PIL import Image
 from transformers.image_utils import load_image
 from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from image_processing_visionclip import VisionCLIPImageProcessor  # noqa: E402
-from visionclip.paths import real_data_dir  # noqa: E402
+from image_processing_visionclip import VisionCLIPImageProcessor
+from visionclip.paths import real_data_dir
 
 
 def images_per_second(process, inputs: list, rounds: int) -> float:

@@ -13,18 +13,13 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
-
-from visionclip.schema import FINDING_COLUMNS  # noqa: E402
-from visionclip.synthetic import FundusGenerator  # noqa: E402
+from visionclip.schema import FINDING_COLUMNS
+from visionclip.synthetic import FundusGenerator
 
 LABELS = (
     *FINDING_COLUMNS,

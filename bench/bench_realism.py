@@ -14,18 +14,16 @@ statistical comparison, never to tune a model.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from visionclip.schema import FINDING_COLUMNS
+from visionclip.synthetic import FundusGenerator
+from visionclip.synthetic.writer import summarise
 
-from visionclip.schema import FINDING_COLUMNS  # noqa: E402
-from visionclip.synthetic import FundusGenerator  # noqa: E402
-from visionclip.synthetic.writer import summarise  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FIGURES = ROOT / "docs" / "figures"
 CHANNELS = ("R", "G", "B")

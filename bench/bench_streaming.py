@@ -21,13 +21,10 @@ from pathlib import Path
 import psutil
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from visionclip.augment import FundusAugment  # noqa: E402
-from visionclip.precision import PRECISIONS, resolve_precision  # noqa: E402
-from visionclip.presets import build_model_and_processor  # noqa: E402
-from visionclip.streaming import build_stream, make_dataloader  # noqa: E402
+from visionclip.augment import FundusAugment
+from visionclip.precision import PRECISIONS, resolve_precision
+from visionclip.presets import build_model_and_processor
+from visionclip.streaming import build_stream, make_dataloader
 
 BATCH = 64
 

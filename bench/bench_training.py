@@ -27,14 +27,13 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from modeling_visionclip import VisionCLIPModel
+from visionclip.captions import Captioner
+from visionclip.precision import resolve_precision
+from visionclip.presets import build_model_and_processor
+from visionclip.schema import COLUMN_NAMES, FINDING_COLUMNS
 
-from modeling_visionclip import VisionCLIPModel  # noqa: E402
-from visionclip.captions import Captioner  # noqa: E402
-from visionclip.precision import resolve_precision  # noqa: E402
-from visionclip.presets import build_model_and_processor  # noqa: E402
-from visionclip.schema import COLUMN_NAMES, FINDING_COLUMNS  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class FlatPooledVision(nn.Module):
@@ -129,11 +128,8 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> floa
 
 def peak_rss_mib(which: str, batch_size: int) -> float:
     """Peak resident memory of a fresh process that runs two training steps."""
-    code = (
-        f"import sys; sys.path.insert(0, {str(ROOT / 'bench')!r}); import bench_training; "
-        f"bench_training.child({which!r}, {batch_size})"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    code = f"import bench_training; bench_training.child({which!r}, {batch_size})"  # `-c` imports from its cwd
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "bench")
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]

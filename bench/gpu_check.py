@@ -269,7 +269,6 @@ def main(argv: list[str] | None = None) -> int:
         return run_stage(args.stage, args.work, args.dry_run)
     install_carried_wheels_and_restart()
     os.environ.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", TQDM_MININTERVAL="5")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     args.out.mkdir(parents=True, exist_ok=True)
     work = args.work or Path(tempfile.mkdtemp(prefix="gpu_check_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -283,5 +282,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.path[:0] = [str(ROOT), str(Path(__file__).resolve().parent)]
     sys.exit(main())

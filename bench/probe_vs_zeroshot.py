@@ -12,18 +12,16 @@ tower sees; a probe near zero-shot means the image features are the limit.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from visionclip.schema import CAPTIONED_COLUMNS
+from visionclip.training.config import TrainConfig
+from visionclip.training.data import embedded_dataset_dir
+from visionclip.training.evaluation import HeldOutEvaluator
 
-from visionclip.schema import CAPTIONED_COLUMNS  # noqa: E402
-from visionclip.training.config import TrainConfig  # noqa: E402
-from visionclip.training.data import embedded_dataset_dir  # noqa: E402
-from visionclip.training.evaluation import HeldOutEvaluator  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_MODEL = ROOT / "runs" / "visionclip-small" / "model"
 

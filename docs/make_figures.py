@@ -11,11 +11,10 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from image_processing_visionclip import find_field_of_view, load_fundus_image
+from visionclip.paths import real_data_dir
 
-from image_processing_visionclip import find_field_of_view, load_fundus_image  # noqa: E402
-from visionclip.paths import real_data_dir  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FIGURES = ROOT / "docs" / "figures"
 
