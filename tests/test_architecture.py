@@ -56,22 +56,28 @@ def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
         yield from _imports(node)
 
 
+def _package_of(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def _targets(package: str, node: ast.Import | ast.ImportFrom) -> set[str]:
+    """The absolute names one import statement in `package` names (`from a import b` gives `a` and `a.b`)."""
+    if isinstance(node, ast.Import):
+        return {alias.name for alias in node.names}
+    if node.level:
+        parts = package.split(".") if package else []
+        target = ".".join([*parts[: len(parts) - node.level + 1], *([node.module] if node.module else [])])
+    else:
+        target = node.module or ""
+    return {target, *(f"{target}.{alias.name}" for alias in node.names)}
+
+
 def imported_names(name: str, path: Path) -> set[str]:
-    """The absolute names `name` imports (relative imports resolved; `from a import b` gives `a` and `a.b`)."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    names = set()
-    for node in _imports(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-            continue
-        if node.level:
-            base = package.split(".")[: len(package.split(".")) - node.level + 1] if package else []
-            target = ".".join([*base, *([node.module] if node.module else [])])
-        else:
-            target = node.module or ""
-        names.add(target)
-        names.update(f"{target}.{alias.name}" for alias in node.names)
-    return names
+    """The absolute names module `name` (source `path`) imports, relative imports resolved."""
+    package = _package_of(name, path)
+    return {
+        target for node in _imports(ast.parse(path.read_text(encoding="utf-8"))) for target in _targets(package, node)
+    }
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -141,3 +147,34 @@ def test_remote_code_imports_only_what_a_hub_user_has(name: str):
     allowed = REMOTE_CODE_THIRD_PARTY | HUB_MODULES | set(sys.stdlib_module_names) | {"__future__"}
     tops = {target.split(".")[0] for target in imported_names(name, ROOT / f"{name}.py") if target}
     assert tops <= allowed, f"{name}.py imports {sorted(tops - allowed)}"
+
+
+# Modules whose project imports the training and zero-shot parts of issue 14 move to the top; empty at merge.
+LOCAL_PROJECT_IMPORTS_PENDING = frozenset(
+    {"visionclip.training.config", "visionclip.training.data", "visionclip.training.loop", "visionclip.zeroshot.data"}
+    | {"visionclip.zeroshot.runner"}
+)
+
+
+def function_local_project_imports(name: str, path: Path, modules: set[str]) -> list[str]:
+    """The project modules `name` imports inside functions, where the dependency graph is hidden from readers."""
+    package = _package_of(name, path)
+    return [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for function in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Import | ast.ImportFrom) and _targets(package, node) & modules
+    ]
+
+
+def test_project_modules_are_imported_at_the_top():
+    """Function-local imports are kept for heavy or optional third-party libraries only."""
+    modules = project_modules()
+    found = {
+        name: lines
+        for name, path in modules.items()
+        if name not in LOCAL_PROJECT_IMPORTS_PENDING
+        and (lines := function_local_project_imports(name, path, set(modules)))
+    }
+    assert not found

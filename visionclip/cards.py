@@ -12,6 +12,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard,
 
 from .resources import DATASET_CARD_TEMPLATE, MODEL_CARD_TEMPLATE, data_path
 from .schema import COLUMNS, LABEL_COLUMNS
+from .zeroshot.report import markdown_table, model_index
 
 TAGS = ["retina", "fundus", "ophthalmology", "clip", "medical", "synthetic-data", "custom_code"]
 SYNFUNDUS_LICENSE = "cc-by-nc-sa-4.0"
@@ -107,8 +108,6 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
     """The card of a saved model folder, from what the folder holds: config, processor settings, the training
     configuration, evaluation results (held-out synthetic and, once `eval_zeroshot.py` ran, real datasets) and the
     example images. With `repo_id`, the widget shows the examples from the Hub repository."""
-    from .zeroshot.report import markdown_table, model_index
-
     folder = Path(folder)
     config = _read(folder / "config.json", json.loads)
     processor = _read(folder / "processor_config.json", json.loads) or {}

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
 from .cards import RESULTS_FILE
 
 # The remote code `trust_remote_code` loads: the repository root's model files, saved beside the weights.
@@ -69,8 +71,6 @@ def why_left_out(relative_path: str) -> str | None:
 
 def repo_id_problem(repo_id: str) -> str | None:
     """Why `repo_id` is not a Hub repository id of the form owner/name (huggingface_hub's own rules), or None."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
     if repo_id.count("/") != 1:
         return f"repo_id {repo_id!r} must look like owner/name"
     try:

@@ -16,6 +16,7 @@ Zen 3 EPYC: 20 hours instead of 10 minutes for the main job), so `auto` (the def
 from __future__ import annotations
 
 import math
+import platform
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 # `auto` takes bf16 on a CPU only where the probe ran it no slower than fp32 (natively it runs 2-4x faster;
@@ -211,8 +213,6 @@ def _cpu_name() -> str:
         for line in cpuinfo.read_text(errors="replace").splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
-    import platform
-
     return platform.processor() or "CPU"
 
 
@@ -247,8 +247,6 @@ def device_facts(device: torch.device | str, probe: bool = True) -> DeviceFacts:
 def resolve_precision(requested: str, device: torch.device | str) -> PrecisionChoice:
     """Decide for `device`. Under torch.distributed the main process measures and decides for every process (a
     probe on each could disagree on a busy machine)."""
-    import torch.distributed as dist
-
     distributed = dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
     choice: list[PrecisionChoice | None] = [None]
     if not distributed or dist.get_rank() == 0:

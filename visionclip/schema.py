@@ -200,7 +200,7 @@ def datasets_features(image_column: str = "image", extra_columns: Mapping[str, s
 
     ``extra_columns`` maps unknown release columns (carried through as strings) to their dtype name.
     """
-    from datasets import Features, Image, Value
+    from datasets import Features, Image, Value  # heavy (~1 s): most importers of the schema never need it
 
     dtypes = {"string": "string", "text": "string", "binary": "int8", "grade": "int8", "score": "int16"}
     features = {image_column: Image()}

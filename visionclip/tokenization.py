@@ -11,6 +11,7 @@ import string
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+import yaml
 from tokenizers import normalizers, pre_tokenizers
 from transformers import BertTokenizer
 
@@ -34,8 +35,6 @@ def _strings(node: Any) -> Iterator[str]:
 
 def knowledge_base_corpus(path=KNOWLEDGE_BASE_PATH) -> list[str]:
     """Every string in the knowledge base file (phrases, templates, task and class names), in file order."""
-    import yaml
-
     with open(path, encoding="utf-8") as handle:
         return list(_strings(yaml.safe_load(handle)))
 

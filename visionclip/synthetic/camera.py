@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .canvas import Canvas, band, polygon
+from .canvas import Canvas, band, ellipse, polygon
 from .geometry import FundusGeometry
 from .textures import random_fractal, random_pixel_noise
 
@@ -138,8 +138,6 @@ def _eyelash_shadows(canvas: Canvas, geom: FundusGeometry, rng: np.random.Genera
 
 def _dust(canvas: Canvas, geom: FundusGeometry, rng: np.random.Generator, count: int) -> None:
     """Out-of-focus specks on the optics: soft dark or bright discs."""
-    from .canvas import ellipse
-
     points = geom.sample_points(rng, count, margin=geom.radius * 0.1)
     for x, y in points:
         radius = geom.size * rng.uniform(0.006, 0.02)
