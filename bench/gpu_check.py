@@ -48,6 +48,7 @@ sizes (tiny preset, 64 px, a few steps) on the CPU; its figures mean nothing, it
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -62,7 +63,7 @@ from gpu_check_stages import STAGES as STAGE_FUNCTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 WHEELS = ROOT / ".whl"
-SITE_VARIABLE = "VISIONCLIP_GPU_CHECK_SITE"  # set once the carried wheels are installed and on the path
+SITE_VARIABLE = "VISIONCLIP_GPU_CHECK_SITE"  # set on the restart: the wheels' folder on the path, or "none"
 # Missing or too old on the device machines; pinned to the versions this repository's venv tests with.
 CARRIED = {"transformers": "5.24.0", "datasets": "5.2.0", "dill": "0.4.1", "multiprocess": "0.70.19"}
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
@@ -103,24 +104,34 @@ def unmet_requirements() -> dict[str, str]:
     return unmet
 
 
+def project_importable() -> bool:
+    """Whether this process can import the package and the Hub modules (installed, e.g. by `make setup`)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("visionclip", "configuration_visionclip"))
+
+
 def install_carried_wheels_and_restart() -> None:
-    """Where a dependency is missing or too old and `.whl/` holds wheels: install them into a private folder, put
-    it (and the repository) first on PYTHONPATH, and restart this script once."""
+    """On a bare machine (a dependency missing or too old and `.whl/` holding wheels, or the project not installed):
+    install the wheels into a private folder, put it and the checkout first on PYTHONPATH, and restart this script
+    once; the processes it starts inherit that path."""
     if os.environ.get(SITE_VARIABLE):
         return
     needed = [why for name, why in unmet_requirements().items() if name not in OPTIONAL]
     wheels = sorted(WHEELS.glob("*.whl"))
     if needed and not wheels:
         print(f"gpu_check: {'; '.join(needed)}, and no wheels in {WHEELS}: see --prepare-wheels", flush=True)
-    if not needed or not wheels:
+    install = bool(needed and wheels)
+    if not install and project_importable():
         return
     site = Path(tempfile.gettempdir()) / "visionclip-gpu-check-site"
-    print(f"gpu_check: {'; '.join(needed)}: installing {[w.name for w in wheels]} into {site}", flush=True)
-    install = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
-    subprocess.run([*install, "--no-cache-dir", "--upgrade", "--target", str(site), *map(str, wheels)], check=True)
-    path = os.pathsep.join(p for p in (str(site), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    if install:
+        print(f"gpu_check: {'; '.join(needed)}: installing {[w.name for w in wheels]} into {site}", flush=True)
+        pip = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile"]
+        subprocess.run([*pip, "--no-cache-dir", "--upgrade", "--target", str(site), *map(str, wheels)], check=True)
+    path = os.pathsep.join(p for p in (str(site) if install else "", str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     os.execve(
-        sys.executable, [sys.executable, *sys.argv], {**os.environ, SITE_VARIABLE: str(site), "PYTHONPATH": path}
+        sys.executable,
+        [sys.executable, *sys.argv],
+        {**os.environ, SITE_VARIABLE: str(site) if install else "none", "PYTHONPATH": path},
     )
 
 

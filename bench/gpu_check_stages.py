@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import runpy
 import subprocess
 import sys
 import time
@@ -484,9 +485,8 @@ def ddp_worker(train_args: list[str]) -> int:
         return barrier(*args, **kwargs)
 
     dist.barrier = barrier_on_the_cpu
-    import train
-
-    return train.main(train_args)
+    train_main = runpy.run_path(str(ROOT / "train.py"), run_name="train")["main"]  # the checkout's entry point
+    return train_main(train_args)
 
 
 STAGES: dict[str, Callable[[Stage], None]] = {
