@@ -20,10 +20,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from visionclip.factory import build_model, load_model  # noqa: E402
 from visionclip.paths import real_data_dir  # noqa: E402
-from visionclip.presets import build_model_and_processor  # noqa: E402
 from visionclip.zeroshot.data import EvalItem  # noqa: E402
-from visionclip.zeroshot.embed import embed_images  # noqa: E402
+from visionclip.zeroshot.engine import embed_images  # noqa: E402
 
 
 def timed(function, repeats: int) -> float:
@@ -44,11 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     if args.model:
-        from visionclip.zeroshot.runner import load_model
-
         model, processor = load_model(args.model)
     else:
-        model, processor = build_model_and_processor(args.preset)
+        model, processor = build_model(args.preset)
     model.eval()
     paths = sorted(real_data_dir().glob("*/images/*.jpg"))
     items = [EvalItem(p.name, p, 0) for p in paths]

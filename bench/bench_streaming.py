@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from visionclip.augment import FundusAugment  # noqa: E402
+from visionclip.factory import build_model  # noqa: E402
 from visionclip.precision import PRECISIONS, resolve_precision  # noqa: E402
-from visionclip.presets import build_model_and_processor  # noqa: E402
 from visionclip.streaming import build_stream, make_dataloader  # noqa: E402
 
 BATCH = 64
@@ -90,7 +90,7 @@ def loader_rate(data: Path, processor, workers: int, images: int) -> float:
 
 
 def training_rate(bf16: bool, steps: int = 8) -> float:
-    model, processor = build_model_and_processor("small")
+    model, processor = build_model("small")
     model.train().to(memory_format=torch.channels_last)  # weights in the inputs' layout, as the trainer has them
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     size = processor.image_processor.size["height"]
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixed-precision", choices=PRECISIONS, default="auto", help="of the training step")
     args = parser.parse_args(argv)
     data = args.data or ensure_data(Path.home() / ".cache" / "visionclip" / "bench-512px-10k", 10_000)
-    _, processor = build_model_and_processor("small")
+    _, processor = build_model("small")
     size = processor.image_processor.size["height"]
     print(f"data: {data}, batch {BATCH}, small preset preprocessing at {size} px, augmentation on")
     rates = {workers: loader_rate(data, processor, workers, args.images) for workers in (0, 1, 2)}

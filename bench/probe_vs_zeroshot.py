@@ -20,10 +20,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from visionclip.captions import CAPTIONED_COLUMNS  # noqa: E402
 from visionclip.training.config import TrainConfig  # noqa: E402
 from visionclip.training.data import embedded_dataset_dir  # noqa: E402
-from visionclip.training.evaluation import HeldOutEvaluator  # noqa: E402
+from visionclip.zeroshot.heldout import HeldOutEvaluator  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "runs" / "visionclip-small" / "model"
 
@@ -34,14 +33,12 @@ def probe_aurocs(train: HeldOutEvaluator, held_out: HeldOutEvaluator, train_x, t
     from sklearn.metrics import roc_auc_score
 
     results = {}
-    for probe in held_out.probes:
-        column = CAPTIONED_COLUMNS.index(probe.column)
-        train_y = train.labels[:, column] >= probe.threshold
-        test_y = held_out.labels[:, column] >= probe.threshold
+    for task in held_out.tasks:
+        train_y, test_y = train.present(task), held_out.present(task)
         if len(np.unique(train_y)) < 2 or len(np.unique(test_y)) < 2:
             continue
         classifier = LogisticRegression(max_iter=2000).fit(train_x, train_y)
-        results[probe.name] = float(roc_auc_score(test_y, classifier.decision_function(test_x)))
+        results[task.name] = float(roc_auc_score(test_y, classifier.decision_function(test_x)))
     return results
 
 

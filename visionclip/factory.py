@@ -29,7 +29,9 @@ from processing_visionclip import VisionCLIPProcessor
 
 from .presets import Preset, list_presets, load_preset
 
-TRAINER_STATE = "trainer_state.json"  # what marks a training checkpoint folder (visionclip/training/checkpoint.py)
+# A training checkpoint folder (visionclip/training/checkpoint.py): marked by its state file, the model's weights
+# named `model.*` beside the loss's in one safetensors file.
+TRAINER_STATE, CHECKPOINT_WEIGHTS, MODEL_PREFIX = "trainer_state.json", "weights.safetensors", "model."
 _SHARED_FIELDS = (
     "projection_dim",
     "text_pooling",
@@ -111,5 +113,8 @@ def load_model(source: str | Path) -> tuple[VisionCLIPModel, VisionCLIPProcessor
 def _load_checkpoint(folder: Path) -> tuple[VisionCLIPModel, VisionCLIPProcessor]:
     config = json.loads((folder / TRAINER_STATE).read_text())["config"]
     model, processor = build_model(config["preset"], config.get("vision_tower"), config.get("text_tower"))
-    model.load_state_dict(load_file(folder / "model.safetensors"))
+    weights = load_file(folder / CHECKPOINT_WEIGHTS)
+    model.load_state_dict(
+        {name.removeprefix(MODEL_PREFIX): t for name, t in weights.items() if name.startswith(MODEL_PREFIX)}
+    )
     return model, processor

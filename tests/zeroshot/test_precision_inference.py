@@ -12,7 +12,7 @@ import torch
 import eval_zeroshot
 from visionclip.precision import inference_autocast
 from visionclip.zeroshot.data import EvalItem
-from visionclip.zeroshot.embed import embed_images
+from visionclip.zeroshot.engine import embed_images
 
 
 @pytest.fixture(scope="module")
