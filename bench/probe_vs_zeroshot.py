@@ -2,7 +2,7 @@
 
 Embeds held-out generated images and a sample of training images with a trained model, fits one logistic
 regression per finding on the training embeddings and compares its held-out AUROC with the zero-shot AUROC (the
-prompt ensembles of `training/evaluation.py`). A probe far above zero-shot means the text side loses what the image
+prompt ensembles of `visionclip/zeroshot/heldout.py`). A probe far above zero-shot means the text side loses what the image
 tower sees; a probe near zero-shot means the image features are the limit.
 
     python bench/probe_vs_zeroshot.py                                   # the main job's model and data
