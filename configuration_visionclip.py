@@ -34,8 +34,9 @@ class VisionCLIPConfig(PreTrainedConfig):
             How a caption becomes one vector: the `[CLS]` hidden state, the masked `mean` of hidden states, or the
             tower's own `pooler` output.
         zero_shot_tasks (`dict`, *optional*):
-            Recommended zero-shot tasks, `{task: {"description", "ordinal", "classes": [...], "prompts": [[...]]}}`,
-            saved with the model so that `VisionCLIPModel.zero_shot(task=...)` works from a downloaded folder.
+            Recommended zero-shot tasks, `{task: {"description", "ordinal", "classes": [...], "prompts": [[...]]}}`
+            (the serialised form of the project's `visionclip.zeroshot.tasks.ZeroShotTask`), saved with the model so
+            that `VisionCLIPModel.zero_shot(task=...)` works from a downloaded folder.
         prompt_templates (`list[str]`, *optional*):
             Templates with one `{}` used to turn free-form class names into prompt ensembles.
         initializer_factor (`float`, *optional*, defaults to 1.0):

@@ -118,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def export(trainer, results: dict, minutes: float) -> None:
     """The main process's end of a run: a summary, the Hub-ready model folder and the held-out results."""
-    from visionclip.training.evaluation import mean_auroc
     from visionclip.training.export import export_model
+    from visionclip.zeroshot.heldout import mean_auroc
 
     config, accelerator = trainer.config, trainer.accelerator
     summary = (

@@ -16,10 +16,10 @@ import time
 
 import torch
 
+from visionclip.factory import build_model, load_model
 from visionclip.paths import real_data_dir
-from visionclip.presets import build_model_and_processor
 from visionclip.zeroshot.data import EvalItem
-from visionclip.zeroshot.embed import embed_images
+from visionclip.zeroshot.engine import embed_images
 
 
 def timed(function, repeats: int) -> float:
@@ -40,11 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
     if args.model:
-        from visionclip.zeroshot.runner import load_model
-
         model, processor = load_model(args.model)
     else:
-        model, processor = build_model_and_processor(args.preset)
+        model, processor = build_model(args.preset)
     model.eval()
     paths = sorted(real_data_dir().glob("*/images/*.jpg"))
     items = [EvalItem(p.name, p, 0) for p in paths]

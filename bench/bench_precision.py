@@ -65,10 +65,10 @@ def kernels() -> dict[str, float]:
 
 
 def training_steps() -> dict[str, float]:
-    from visionclip.presets import build_model_and_processor
+    from visionclip.factory import build_model
 
     torch.manual_seed(0)
-    model, _ = build_model_and_processor("small")
+    model, _ = build_model("small")
     model.train().to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     pixels = torch.randn(64, 3, 192, 192).contiguous(memory_format=torch.channels_last)

@@ -22,8 +22,8 @@ import psutil
 import torch
 
 from visionclip.augment import FundusAugment
+from visionclip.factory import build_model
 from visionclip.precision import PRECISIONS, resolve_precision
-from visionclip.presets import build_model_and_processor
 from visionclip.streaming import build_stream, make_dataloader
 
 BATCH = 64
@@ -87,7 +87,7 @@ def loader_rate(data: Path, processor, workers: int, images: int) -> float:
 
 
 def training_rate(bf16: bool, steps: int = 8) -> float:
-    model, processor = build_model_and_processor("small")
+    model, processor = build_model("small")
     model.train().to(memory_format=torch.channels_last)  # weights in the inputs' layout, as the trainer has them
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     size = processor.image_processor.size["height"]
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mixed-precision", choices=PRECISIONS, default="auto", help="of the training step")
     args = parser.parse_args(argv)
     data = args.data or ensure_data(Path.home() / ".cache" / "visionclip" / "bench-512px-10k", 10_000)
-    _, processor = build_model_and_processor("small")
+    _, processor = build_model("small")
     size = processor.image_processor.size["height"]
     print(f"data: {data}, batch {BATCH}, small preset preprocessing at {size} px, augmentation on")
     rates = {workers: loader_rate(data, processor, workers, args.images) for workers in (0, 1, 2)}

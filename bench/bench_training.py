@@ -29,8 +29,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from modeling_visionclip import VisionCLIPModel
 from visionclip.captions import Captioner
+from visionclip.factory import build_model
 from visionclip.precision import resolve_precision
-from visionclip.presets import build_model_and_processor
 from visionclip.schema import COLUMN_NAMES, FINDING_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,7 @@ class FlatPooledVision(nn.Module):
 def build_pair():
     from transformers import VisionTextDualEncoderModel
 
-    ours, processor = build_model_and_processor("small")
+    ours, processor = build_model("small")
     text = type(ours.text_model)(ours.config.text_config, add_pooling_layer=True)  # the peer projects the pooler
     text.load_state_dict(ours.text_model.state_dict(), strict=False)
     peer = VisionTextDualEncoderModel(vision_model=FlatPooledVision(copy.deepcopy(ours.vision_model)), text_model=text)
@@ -154,7 +154,7 @@ def high_water_mib() -> float:
 
 def flair_reference_flops() -> tuple[int, int]:
     """Forward FLOPs per image (512 px) and per caption (64 tokens) of the flair-reference preset."""
-    model, _ = build_model_and_processor("flair-reference")
+    model, _ = build_model("flair-reference")
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as image:
         model.encode_image(torch.randn(1, 3, 512, 512))

@@ -2,7 +2,7 @@
 
 Embeds held-out generated images and a sample of training images with a trained model, fits one logistic
 regression per finding on the training embeddings and compares its held-out AUROC with the zero-shot AUROC (the
-prompt ensembles of `training/evaluation.py`). A probe far above zero-shot means the text side loses what the image
+prompt ensembles of `visionclip/zeroshot/heldout.py`). A probe far above zero-shot means the text side loses what the image
 tower sees; a probe near zero-shot means the image features are the limit.
 
     python bench/probe_vs_zeroshot.py                                   # the main job's model and data
@@ -16,10 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from visionclip.schema import CAPTIONED_COLUMNS
 from visionclip.training.config import TrainConfig
 from visionclip.training.data import embedded_dataset_dir
-from visionclip.training.evaluation import HeldOutEvaluator
+from visionclip.zeroshot.heldout import HeldOutEvaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,14 +31,12 @@ def probe_aurocs(train: HeldOutEvaluator, held_out: HeldOutEvaluator, train_x, t
     from sklearn.metrics import roc_auc_score
 
     results = {}
-    for probe in held_out.probes:
-        column = CAPTIONED_COLUMNS.index(probe.column)
-        train_y = train.labels[:, column] >= probe.threshold
-        test_y = held_out.labels[:, column] >= probe.threshold
+    for task in held_out.tasks:
+        train_y, test_y = train.present(task), held_out.present(task)
         if len(np.unique(train_y)) < 2 or len(np.unique(test_y)) < 2:
             continue
         classifier = LogisticRegression(max_iter=2000).fit(train_x, train_y)
-        results[probe.name] = float(roc_auc_score(test_y, classifier.decision_function(test_x)))
+        results[task.name] = float(roc_auc_score(test_y, classifier.decision_function(test_x)))
     return results
 
 

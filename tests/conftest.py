@@ -34,9 +34,9 @@ def real_photos() -> list[Path]:
 
 @pytest.fixture(scope="session")
 def tiny_model_and_processor():
-    from visionclip.presets import build_model_and_processor
+    from visionclip.factory import build_model
 
-    model, processor = build_model_and_processor("tiny")
+    model, processor = build_model("tiny")
     return model.eval(), processor
 
 

@@ -7,19 +7,20 @@ import yaml
 
 from visionclip.knowledge import KNOWLEDGE_BASE_PATH, load_knowledge_base, parse_knowledge_base
 from visionclip.schema import COLUMNS_BY_NAME, FINDING_COLUMNS
+from visionclip.zeroshot.tasks import recommended_tasks
 
 RECOMMENDED = {"dr_grading", "referable_dr", "glaucoma", "amd", "pathologic_myopia", "normal_vs_abnormal"}
 
 
 def test_recommended_tasks_are_present_with_prompt_ensembles():
-    tasks = load_knowledge_base().zero_shot_tasks()
+    tasks = recommended_tasks(load_knowledge_base())
     assert set(tasks) >= RECOMMENDED
-    assert tasks["dr_grading"]["ordinal"] and len(tasks["dr_grading"]["classes"]) == 5
+    assert tasks["dr_grading"].ordinal and len(tasks["dr_grading"].labels) == 5
     for name, task in tasks.items():
-        assert len(task["classes"]) == len(task["prompts"]) >= 2, name
-        for prompts in task["prompts"]:
+        assert len(task.labels) == len(task.prompts) >= 2, name
+        for prompts in task.prompts:
             assert len(prompts) >= 3 and len(set(prompts)) == len(prompts)
-        flat = [p for prompts in task["prompts"] for p in prompts]
+        flat = [p for prompts in task.prompts for p in prompts]
         assert len(set(flat)) == len(flat), f"{name}: a prompt is shared by two classes"
 
 
@@ -56,4 +57,4 @@ def test_invalid_knowledge_base_is_rejected(edit, message):
     raw = yaml.safe_load(Path(KNOWLEDGE_BASE_PATH).read_text())
     edit(raw)
     with pytest.raises(ValueError, match=message):
-        parse_knowledge_base(raw, Path("kb.yaml"))
+        recommended_tasks(parse_knowledge_base(raw, Path("kb.yaml")))

@@ -7,7 +7,6 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
-from transformers import BertConfig, BertModel, ResNetConfig, ResNetModel
 
 from configuration_visionclip import VisionCLIPConfig
 from modeling_visionclip import VisionCLIPModel, clip_loss
@@ -221,31 +220,6 @@ def test_loading_initialises_missing_parameters_and_buffers(tmp_path):
     del weights["logit_scale"]
     save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     assert VisionCLIPModel.from_pretrained(tmp_path).logit_scale.item() == pytest.approx(1.5)
-
-
-def test_from_vision_text_pretrained_keeps_tower_weights(tmp_path):
-    vision = ResNetModel(ResNetConfig(**{k: v for k, v in TINY_VISION.items() if k != "model_type"}))
-    text = BertModel(BertConfig(**{k: v for k, v in TINY_TEXT.items() if k != "model_type"}))
-    vision.save_pretrained(tmp_path / "vision")
-    text.save_pretrained(tmp_path / "text")
-    model = VisionCLIPModel.from_vision_text_pretrained(
-        str(tmp_path / "vision"), str(tmp_path / "text"), projection_dim=24
-    )
-    assert model.config.projection_dim == 24
-    for tower, original in ((model.vision_model, vision), (model.text_model, text)):
-        loaded = tower.state_dict()
-        for name, tensor in original.state_dict().items():
-            if name.startswith("pooler."):
-                continue  # CLS pooling drops BERT's pooler
-            torch.testing.assert_close(loaded[name], tensor, msg=name)
-    assert torch.isfinite(model(**batch()).logits_per_image).all()
-
-
-def test_from_vision_text_pretrained_errors_clearly(tmp_path):
-    with pytest.raises(ValueError, match="vision tower"):
-        VisionCLIPModel.from_vision_text_pretrained("", str(tmp_path))
-    with pytest.raises(OSError):
-        VisionCLIPModel.from_vision_text_pretrained(str(tmp_path / "missing"), str(tmp_path / "missing"))
 
 
 def test_zero_shot_tasks_and_free_form_classes(tiny_model_and_processor, real_photos):

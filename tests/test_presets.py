@@ -1,13 +1,22 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from visionclip.presets import build_model_and_processor, list_presets, load_preset, main
+from visionclip.cli.presets import main
+from visionclip.factory import build_model
+from visionclip.presets import list_presets, load_preset
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_presets_are_listed_and_build_offline():
     assert {"tiny", "small", "flair-reference"} <= set(list_presets())
-    model, processor = build_model_and_processor("small")
+    model, processor = build_model("small")
     assert processor.image_processor.size["height"] == load_preset("small").image_size
     assert model.config.text_config.vocab_size == len(processor.tokenizer)
     assert set(model.zero_shot_tasks) >= {"dr_grading", "glaucoma", "amd"}
@@ -33,3 +42,16 @@ def test_cli_builds_a_loadable_folder(tmp_path, capsys):
     assert "flair-reference" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         main(["build", "nope", str(tmp_path / "x")])
+
+
+def test_python_m_visionclip_presets_still_runs_the_command_line():
+    listed = subprocess.run(
+        [sys.executable, "-m", "visionclip.presets", "list"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert "flair-reference" in listed.stdout

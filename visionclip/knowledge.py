@@ -1,4 +1,5 @@
-"""The fundus knowledge base (``knowledge_base.yaml``): concepts, their phrases, and the recommended zero-shot tasks.
+"""The fundus knowledge base (``knowledge_base.yaml``): concepts, their phrases, and the recommended zero-shot tasks
+(parsed by `visionclip.zeroshot.tasks`).
 
 Captions for training and prompts for zero-shot evaluation are both built from here, so the model is asked about
 findings in the words it was trained on.
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,16 +39,6 @@ class Concept:
 
 
 @dataclass(frozen=True)
-class Task:
-    """A zero-shot classification task: ordered class names, each with the concept references of its prompts."""
-
-    name: str
-    description: str
-    ordinal: bool
-    classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class CaptionTemplates:
     """Sentence frames for training captions; placeholders are filled by `visionclip.captions`."""
 
@@ -61,8 +52,9 @@ class CaptionTemplates:
 class KnowledgeBase:
     prompt_templates: tuple[str, ...]
     concepts: dict[str, Concept]
-    tasks: dict[str, Task]
+    task_specs: dict[str, Any]  # the recommended zero-shot tasks as written; `visionclip.zeroshot.tasks` parses them
     captions: CaptionTemplates
+    source: str = "knowledge base"
 
     def phrases(self, reference: str) -> tuple[str, ...]:
         """Phrases of a concept reference: ``"glaucoma"`` (names + descriptions) or ``"glaucoma:absent"``."""
@@ -85,18 +77,6 @@ class KnowledgeBase:
 
     def concepts_for_column(self, column: str) -> list[Concept]:
         return [concept for concept in self.concepts.values() if concept.column == column]
-
-    def zero_shot_tasks(self) -> dict[str, dict[str, Any]]:
-        """The recommended tasks as plain data (saved in the model config so they travel with the weights)."""
-        return {
-            task.name: {
-                "description": task.description,
-                "ordinal": task.ordinal,
-                "classes": list(task.classes),
-                "prompts": [self.class_prompts(references) for references in task.classes.values()],
-            }
-            for task in self.tasks.values()
-        }
 
 
 def _as_tuple(values: Any, where: str) -> tuple[str, ...]:
@@ -127,26 +107,6 @@ def _parse_concept(concept_id: str, raw: dict[str, Any], source: Path) -> Concep
         grade=raw.get("grade"),
         absent_value=bool(raw.get("absent_value", False)),
     )
-
-
-def _parse_task(name: str, raw: dict[str, Any], concepts: dict[str, Concept], source: Path) -> Task:
-    where = f"{source}: task {name!r}"
-    classes = raw.get("classes")
-    if not isinstance(classes, dict) or len(classes) < 2:
-        raise ValueError(f"{where}: needs a mapping of at least two classes")
-    parsed = {}
-    for class_name, references in classes.items():
-        references = _as_tuple(references, f"{where} class {class_name!r}")
-        for reference in references:
-            concept_id, _, part = reference.partition(":")
-            if concept_id not in concepts:
-                raise ValueError(f"{where} class {class_name!r}: unknown concept {concept_id!r}")
-            if part not in ("", "absent"):
-                raise ValueError(f"{where} class {class_name!r}: {reference!r} (only ':absent' is allowed)")
-            if part == "absent" and not concepts[concept_id].absent:
-                raise ValueError(f"{where} class {class_name!r}: concept {concept_id!r} has no absent phrases")
-        parsed[str(class_name)] = references
-    return Task(name, str(raw.get("description", "")), bool(raw.get("ordinal", False)), parsed)
 
 
 _CAPTION_PLACEHOLDERS = {
@@ -183,8 +143,10 @@ def parse_knowledge_base(raw: dict[str, Any], source: Path) -> KnowledgeBase:
         if template.count("{}") != 1:
             raise ValueError(f"{source}: prompt template {template!r} must contain '{{}}' exactly once")
     concepts = {cid: _parse_concept(cid, spec, source) for cid, spec in (raw.get("concepts") or {}).items()}
-    tasks = {name: _parse_task(name, spec, concepts, source) for name, spec in (raw.get("tasks") or {}).items()}
-    return KnowledgeBase(templates, concepts, tasks, _parse_captions(raw.get("captions"), source))
+    tasks = raw.get("tasks") or {}
+    if not isinstance(tasks, dict):
+        raise ValueError(f"{source}: 'tasks' must map task names to tasks")
+    return KnowledgeBase(templates, concepts, tasks, _parse_captions(raw.get("captions"), source), str(source))
 
 
 @functools.cache

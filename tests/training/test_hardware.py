@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from visionclip.presets import build_model_and_processor
+from visionclip.factory import build_model
 from visionclip.training.hardware import channels_last_is_safe, fused_optimizer, text_length_groups, tune_backends
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
@@ -12,7 +12,7 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 @pytest.fixture(scope="module")
 def models() -> dict[str, torch.nn.Module]:
     """`tiny` has 8-channel convolutions, `small` none narrower than 32."""
-    return {name: build_model_and_processor(name)[0] for name in ("tiny", "small")}
+    return {name: build_model(name)[0] for name in ("tiny", "small")}
 
 
 @pytest.mark.parametrize(

@@ -3,13 +3,13 @@ from __future__ import annotations
 import pytest
 import torch
 
+from visionclip.factory import build_model
 from visionclip.losses import SigLipLoss
-from visionclip.presets import build_model_and_processor
 from visionclip.training.optim import build_optimizer, parameter_groups, warmup_cosine
 
 
 def test_no_weight_decay_on_norms_biases_embeddings_and_scalars():
-    model, _ = build_model_and_processor("tiny")
+    model, _ = build_model("tiny")
     decay, no_decay = parameter_groups([model, SigLipLoss()], weight_decay=0.1)
     names = {id(p): n for n, p in model.named_parameters()}
     decayed = {names[id(p)] for p in decay["params"]}
@@ -35,7 +35,7 @@ def test_warmup_then_cosine_to_the_floor():
 
 
 def test_nothing_to_train_is_an_error():
-    model, _ = build_model_and_processor("tiny")
+    model, _ = build_model("tiny")
     model.requires_grad_(False)
     with pytest.raises(ValueError, match="every parameter is frozen"):
         build_optimizer([model], 1e-3, 0.1, (0.9, 0.98), 1e-6)
@@ -43,6 +43,6 @@ def test_nothing_to_train_is_an_error():
 
 @pytest.mark.parametrize("fused", [False, True])
 def test_fused_adamw_on_request(fused: bool):
-    model, _ = build_model_and_processor("tiny")
+    model, _ = build_model("tiny")
     optimizer = build_optimizer([model], 1e-3, 0.1, (0.9, 0.98), 1e-6, fused=fused)
     assert bool(optimizer.defaults["fused"]) is fused

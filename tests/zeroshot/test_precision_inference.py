@@ -10,9 +10,10 @@ import pytest
 import torch
 
 import eval_zeroshot
+from visionclip.cli.eval import default_datasets
 from visionclip.precision import inference_autocast
 from visionclip.zeroshot.data import EvalItem
-from visionclip.zeroshot.embed import embed_images
+from visionclip.zeroshot.engine import embed_images
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ def _zero_shot_accuracy(tiny_folder: Path, out: Path, precision: str, capsys) ->
         "--num-workers",
         "0",
         "--dataset",
-        eval_zeroshot.default_datasets()[0],
+        default_datasets()[0],
     ]
     assert eval_zeroshot.main(args) == 0
     entry = json.loads((out / "results.json").read_text())[0]

@@ -4,8 +4,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from visionclip.knowledge import load_knowledge_base
+from visionclip.presets import load_preset
 from visionclip.zeroshot.data import from_csv, from_folder, load_eval_dataset
-from visionclip.zeroshot.tasks import list_tasks, load_task
+from visionclip.zeroshot.tasks import (
+    ABSENT,
+    PRESENT,
+    ZeroShotTask,
+    finding_tasks,
+    list_tasks,
+    load_task,
+    recommended_tasks,
+)
 
 COLUMNS = {"file": "file", "label": "label", "split": "split", "fold": "fold", "image": "image"}
 
@@ -71,3 +81,41 @@ def test_synthetic_source_matches_task_conditions():
     assert len(dataset.items) == 12
     with pytest.raises(ValueError, match="no 'synthetic' label conditions"):
         load_eval_dataset("synthetic", load_task("csdi"), "csdi", COLUMNS)
+
+
+def test_one_task_type_from_the_knowledge_base_a_yaml_file_and_a_saved_config(tmp_path):
+    recommended = recommended_tasks()
+    glaucoma = recommended["glaucoma"]
+    spec = tmp_path / "glaucoma.yaml"
+    spec.write_text('classes:\n  no glaucoma: ["glaucoma:absent", normal]\n  glaucoma: [glaucoma]\n')
+    from_file = load_task(str(spec))
+    assert type(from_file) is type(glaucoma) and from_file.prompts == glaucoma.prompts
+    saved = load_preset("tiny").build_config().zero_shot_tasks
+    assert saved == {name: task.to_config() for name, task in recommended.items()}
+    again = ZeroShotTask.from_config("glaucoma", saved["glaucoma"])
+    assert (again.labels, again.prompts, again.ordinal) == (glaucoma.labels, glaucoma.prompts, glaucoma.ordinal)
+
+
+@pytest.mark.parametrize(
+    ("classes", "message"),
+    [
+        ("  a: [glaucoma:present]\n  b: [normal]\n", "only ':absent' is allowed"),
+        ("  a: [normal:absent]\n  b: [glaucoma]\n", "concept 'normal' has no absent phrases"),
+    ],
+)
+def test_a_task_file_refers_only_to_phrases_the_knowledge_base_has(tmp_path, classes, message):
+    spec = tmp_path / "task.yaml"
+    spec.write_text(f"classes:\n{classes}")
+    with pytest.raises(ValueError, match=message):
+        load_task(str(spec))
+
+
+def test_finding_questions_split_records_at_their_threshold():
+    questions = {task.name: task for task in finding_tasks()}
+    assert {"diabetic_retinopathy", "referable_dr", "glaucoma"} <= set(questions)
+    referable = questions["referable_dr"]
+    assert referable.labels == (ABSENT, PRESENT)
+    assert [referable.record_class({"dr_grade": grade}) for grade in range(5)] == [0, 0, 1, 1, 1]
+    glaucoma = questions["glaucoma"]
+    assert [glaucoma.record_class(record) for record in ({"is_gc": 1}, {"is_gc": 0}, {})] == [1, 0, 0]
+    assert glaucoma.prompts[1] == tuple(load_knowledge_base().class_prompts(["glaucoma"]))

@@ -16,18 +16,19 @@ from tqdm.auto import tqdm
 
 from modeling_visionclip import batch_norm_statistics_frozen
 
+from ..factory import build_model
 from ..losses import build_loss
 from ..streaming import PixelNormalizer, build_stream, make_dataloader
+from ..zeroshot.heldout import HeldOutEvaluator, mean_auroc
 from .checkpoint import TrainingState, load_checkpoint, new_run_id, save_checkpoint
 from .config import TrainConfig
 from .data import dataset_source, split_files
 from .distributed import FailureBarrier, on_main_process, refuse_fsdp
-from .evaluation import HeldOutEvaluator, mean_auroc
 from .hardware import channels_last_is_safe, fused_optimizer, text_length_groups, tune_backends
 from .optim import build_optimizer, warmup_cosine
 from .resume import check_resumable, find_checkpoint, other_runs, read_trainer_state
 from .state_files import CheckpointError
-from .towers import build_model, lock_tower
+from .towers import lock_tower
 
 logger = logging.getLogger(__name__)
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")

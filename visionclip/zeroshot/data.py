@@ -9,7 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .tasks import EvalTask
+from ..synthetic.labels import resolve_prevalence
+from ..synthetic.writer import SampleMaker
+from .tasks import ZeroShotTask
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
@@ -29,7 +31,7 @@ class EvalItem:
 class EvalDataset:
     name: str
     source: str
-    task: EvalTask
+    task: ZeroShotTask
     items: list[EvalItem]
 
     def __post_init__(self) -> None:
@@ -47,7 +49,7 @@ class EvalDataset:
         return all(item.fold is not None for item in self.items)
 
 
-def from_folder(root: Path, task: EvalTask, name: str) -> EvalDataset:
+def from_folder(root: Path, task: ZeroShotTask, name: str) -> EvalDataset:
     """`root/<label>/**/<image>`: one subfolder per class label of the task."""
     folders = sorted(p for p in root.iterdir() if p.is_dir())
     unknown = [f.name for f in folders if f.name not in task.labels]
@@ -62,7 +64,7 @@ def from_folder(root: Path, task: EvalTask, name: str) -> EvalDataset:
     return EvalDataset(name, str(root), task, items)
 
 
-def from_csv(path: Path, task: EvalTask, name: str, columns: Mapping[str, str]) -> EvalDataset:
+def from_csv(path: Path, task: ZeroShotTask, name: str, columns: Mapping[str, str]) -> EvalDataset:
     """Rows of `file,label[,split,fold]` (column names configurable); image paths are relative to the CSV."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
@@ -90,7 +92,7 @@ def from_csv(path: Path, task: EvalTask, name: str, columns: Mapping[str, str]) 
     return EvalDataset(name, str(path), task, items)
 
 
-def from_datasets(source: str, task: EvalTask, name: str, columns: Mapping[str, str], split: str) -> EvalDataset:
+def from_datasets(source: str, task: ZeroShotTask, name: str, columns: Mapping[str, str], split: str) -> EvalDataset:
     """A `datasets` dataset from the Hub or a local folder; images stay encoded until they are scored."""
     import datasets
 
@@ -120,35 +122,27 @@ def from_datasets(source: str, task: EvalTask, name: str, columns: Mapping[str, 
 
 
 def from_synthetic(
-    task: EvalTask,
+    task: ZeroShotTask,
     name: str,
-    conditions: Mapping[str, Mapping[str, list[int]]],
     count: int,
     seed: int = 1,
     image_size: int = 512,
 ) -> EvalDataset:
-    """`count` generated held-out images whose labels match exactly one class condition of the task."""
-    from ..synthetic.labels import resolve_prevalence
-    from ..synthetic.writer import SampleMaker
-
+    """`count` generated held-out images whose labels match exactly one of the task's `synthetic` conditions."""
     maker = SampleMaker(image_size, seed, tuple(sorted(resolve_prevalence().items())))
     items, index = [], 0
     while len(items) < count and index < count * 50:
         sample = maker.sample("evaluation", index)
-        matches = [
-            label
-            for label, condition in conditions.items()
-            if all(int(sample.record[column]) in values for column, values in condition.items())
-        ]
-        if len(matches) == 1:
-            items.append(EvalItem(sample.record["file_name"], sample.png, task.index(matches[0])))
+        label = task.record_class(sample.record)
+        if label is not None:
+            items.append(EvalItem(sample.record["file_name"], sample.png, label))
         index += 1
     return EvalDataset(name, f"synthetic generator (seed {seed}, {image_size} px)", task, items)
 
 
 def load_eval_dataset(
     source: str,
-    task: EvalTask,
+    task: ZeroShotTask,
     name: str,
     columns: Mapping[str, str],
     hf_split: str = "test",
@@ -158,7 +152,7 @@ def load_eval_dataset(
     if source == "synthetic":
         if not task.synthetic_conditions:
             raise ValueError(f"Task {task.name!r} defines no 'synthetic' label conditions")
-        return from_synthetic(task, name, task.synthetic_conditions, synthetic_count)
+        return from_synthetic(task, name, synthetic_count)
     path = Path(source)
     if path.suffix.lower() == ".csv":
         if not path.is_file():

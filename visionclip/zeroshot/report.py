@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_curve
 
 from ..resources import FUNDUS_METRIC, data_path
 
@@ -106,7 +107,6 @@ def plot_roc(entry: dict[str, Any], probs: np.ndarray, references: np.ndarray, p
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_curve
 
     figure, axis = plt.subplots(figsize=(4.6, 4.2))
     for index, label in enumerate(entry["labels"]):

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from ..factory import build_from_config
 from .data import EvalDataset
-from .embed import embed_images
+from .engine import class_probabilities, embed_images
 from .probe import cross_validated, fit_predict, k_shot_indices
 from .report import score
 
@@ -32,37 +30,9 @@ class EvalOptions:
     precision: str = "no"  # image encoding: `no` (fp32) or a resolved mixed precision (visionclip.precision)
 
 
-def load_model(spec: str):
-    """(model, processor) from a saved folder or Hub id, or from a training checkpoint folder."""
-    path = Path(spec)
-    if (path / "trainer_state.json").is_file():
-        from safetensors.torch import load_file
-
-        from ..training.towers import build_model
-
-        config = json.loads((path / "trainer_state.json").read_text())["config"]
-        model, processor = build_model(config["preset"], config.get("vision_tower"), config.get("text_tower"))
-        model.load_state_dict(load_file(path / "model.safetensors"))
-        return model.eval(), processor
-    if not path.exists() and spec.count("/") != 1:
-        raise FileNotFoundError(f"Model {spec!r}: no such folder, and not a Hub id (owner/name)")
-    from transformers import AutoModel, AutoProcessor
-
-    model = AutoModel.from_pretrained(spec, trust_remote_code=True)
-    return model.eval(), AutoProcessor.from_pretrained(spec, trust_remote_code=True)
-
-
 def random_baseline(model, seed: int = 0):
     """The same architecture with freshly initialised weights."""
-    torch.manual_seed(seed)
-    return type(model)(model.config).eval()
-
-
-def zero_shot_probs(model, tokenizer, dataset: EvalDataset, vectors: torch.Tensor) -> np.ndarray:
-    """Softmax over classes of the scaled cosine similarity to each class's prompt-ensemble embedding."""
-    classifier = model.zero_shot_classifier(dataset.task.class_prompts(), tokenizer).cpu()
-    logits = model.logit_scale_value().detach().float().cpu() * vectors @ classifier.t()
-    return logits.softmax(-1).numpy()
+    return build_from_config(model.config, seed).eval()
 
 
 NO_SPLIT = "the dataset has no split column"
@@ -91,7 +61,11 @@ def evaluate_dataset(
     num_classes = len(dataset.task.labels)
     runs: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
     if "zero-shot" in options.modes:
-        runs["zero-shot"] = (zero_shot_probs(model, processor.tokenizer, dataset, vectors[test]), y[test], scored)
+        runs["zero-shot"] = (
+            class_probabilities(model, processor.tokenizer, dataset.task, vectors[test]),
+            y[test],
+            scored,
+        )
     if "few-shot" in options.modes:
         if has_split and (split == options.fewshot_split).any():
             train = np.flatnonzero(split == options.fewshot_split)

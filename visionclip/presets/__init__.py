@@ -1,10 +1,11 @@
-"""Model presets: named YAML files in ``configs/presets`` describing towers, image size and tokenizer.
+"""Model presets: named YAML files in ``visionclip/data/presets`` describing towers, image size and tokenizer.
 
-Every preset builds offline (random towers, the project's tokenizer). Use it from code::
+Every preset builds offline (random towers, the project's tokenizer), through the model factory::
 
-    model, processor = build_model_and_processor("tiny")
+    from visionclip.factory import build_model
+    model, processor = build_model("tiny")
 
-or from the command line::
+or from the command line (`visionclip/cli/presets.py`)::
 
     python -m visionclip.presets list
     python -m visionclip.presets build small ./untrained-small
@@ -12,22 +13,21 @@ or from the command line::
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from transformers import AutoTokenizer
 
 from configuration_visionclip import VisionCLIPConfig
 from image_processing_visionclip import VisionCLIPImageProcessor
-from modeling_visionclip import VisionCLIPModel
 from processing_visionclip import VisionCLIPProcessor
 
-from .knowledge import load_knowledge_base
-from .resources import PRESETS, data_path
-from .tokenization import build_knowledge_base_tokenizer
+from ..knowledge import load_knowledge_base
+from ..resources import PRESETS, data_path
+from ..tokenization import build_knowledge_base_tokenizer
+from ..zeroshot.tasks import recommended_tasks
 
 PRESETS_DIR = data_path(PRESETS)
 KNOWLEDGE_BASE_TOKENIZER = "knowledge-base"
@@ -69,8 +69,6 @@ class Preset:
         """The preset's tokenizer: the project's knowledge-base tokenizer, or `AutoTokenizer` for a Hub id/folder."""
         if self.tokenizer == KNOWLEDGE_BASE_TOKENIZER:
             return build_knowledge_base_tokenizer(model_max_length=self.max_text_length)
-        from transformers import AutoTokenizer
-
         return AutoTokenizer.from_pretrained(self.tokenizer, model_max_length=self.max_text_length)
 
     def build_image_processor(self) -> VisionCLIPImageProcessor:
@@ -92,7 +90,7 @@ class Preset:
             text_pooling=self.text_pooling,
             logit_scale_init_value=self.logit_scale_init_value,
             logit_scale_max=self.logit_scale_max,
-            zero_shot_tasks=knowledge.zero_shot_tasks(),
+            zero_shot_tasks={name: task.to_config() for name, task in recommended_tasks(knowledge).items()},
             prompt_templates=list(knowledge.prompt_templates),
         )
 
@@ -120,37 +118,3 @@ def load_preset(name_or_path: str | Path) -> Preset:
         raise ValueError(f"{path}: image_size must be an integer >= 16, got {raw['image_size']!r}")
     raw.setdefault("description", "")
     return Preset(name=path.stem, **raw)
-
-
-def build_model_and_processor(preset: str | Preset) -> tuple[VisionCLIPModel, VisionCLIPProcessor]:
-    """A randomly initialised model and its processor for a preset, without any download."""
-    preset = preset if isinstance(preset, Preset) else load_preset(preset)
-    processor = preset.build_processor()
-    model = VisionCLIPModel(preset.build_config(vocab_size=len(processor.tokenizer)))
-    return model, processor
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="list the presets")
-    build = commands.add_parser("build", help="write an untrained model + processor folder for a preset")
-    build.add_argument("preset", help=f"one of {list_presets()} or a YAML file")
-    build.add_argument("output_dir", type=Path)
-    args = parser.parse_args(argv)
-    if args.command == "list":
-        for name in list_presets():
-            print(f"{name:18s} {load_preset(name).description}")
-        return 0
-    try:
-        model, processor = build_model_and_processor(args.preset)
-    except ValueError as error:
-        parser.error(str(error))
-    model.save_pretrained(args.output_dir)
-    processor.save_pretrained(args.output_dir)
-    print(f"wrote untrained {args.preset} model ({model.num_parameters():,} parameters) to {args.output_dir}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Zero-shot and few-shot evaluation of VisionCLIP on real external datasets.
+
+    python eval_zeroshot.py                                   # trained default model on the real HRF and CSDI sets
+    python eval_zeroshot.py --model org/visionclip --dataset idrid_grading:/data/idrid/labels.csv
+    python eval_zeroshot.py --model ./model --dataset refuge:/data/refuge_folder --dataset hrf:synthetic
+    python eval_zeroshot.py --model ./model --dataset my_task.yaml:/data/my/labels.csv --compare other/model
+
+`--model` is a saved folder, a Hub id, a training checkpoint folder or a preset name (random weights).
+`--dataset TASK:SOURCE`: TASK is a task name (visionclip/data/eval_tasks) or a task YAML file; SOURCE is a CSV of
+`file,label[,split,fold]` (paths relative to the CSV), a folder with one subfolder per label, a `datasets` folder
+or Hub id, or `synthetic` (held-out images from the generator). A dataset without a split column is evaluated
+whole: zero-shot scores every image, few-shot probes train on --shots images per class and score the rest. Each model is compared with a randomly initialised
+model of the same architecture. Writes results.json, results.md, model_index.json and PNG plots to --output-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..factory import load_model
+from ..paths import real_data_dir
+from ..precision import PRECISIONS, resolve_precision
+from ..zeroshot.data import EvalDataset, load_eval_dataset
+from ..zeroshot.report import markdown_table, model_index, per_class_table, plot_confusion, plot_roc
+from ..zeroshot.runner import MODES, EvalOptions, evaluate_dataset, random_baseline
+from ..zeroshot.tasks import load_task
+
+DEFAULT_MODEL = "runs/visionclip-small/model"
+
+
+def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help="saved folder, Hub id, training checkpoint or preset name"
+    )
+    parser.add_argument("--model-name", help="name in the report (default: the folder or id)")
+    parser.add_argument(
+        "--dataset",
+        action="append",
+        metavar="TASK:SOURCE",
+        help="task and images to evaluate (repeatable; default: the real HRF and CSDI sets)",
+    )
+    parser.add_argument("--compare", action="append", default=[], metavar="MODEL", help="other models to report")
+    parser.add_argument("--no-random-baseline", action="store_true", help="skip the random-init baseline")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--eval-split", default="test", help="split scored by zero-shot and few-shot (default test)")
+    parser.add_argument("--fewshot-split", default="fewshot", help="split that trains few-shot probes")
+    parser.add_argument("--shots", type=int, default=5, help="images per class for few-shot without a split column")
+    parser.add_argument("--file-column", default="file")
+    parser.add_argument("--label-column", default="label")
+    parser.add_argument("--split-column", default="split")
+    parser.add_argument("--fold-column", default="fold")
+    parser.add_argument("--image-column", default="image")
+    parser.add_argument("--hf-split", default="test", help="split of a `datasets` source (default test)")
+    parser.add_argument("--synthetic-count", type=int, default=300, help="images for a `synthetic` source")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--num-workers", type=int, default=2, help="DataLoader workers decoding images")
+    parser.add_argument(
+        "--mixed-precision",
+        choices=PRECISIONS,
+        default="auto",
+        help="image encoding; auto: bf16 where the device runs it",
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output-dir", type=Path, default=Path("eval_results"))
+    args = parser.parse_args(argv)
+    for name in ("shots", "batch_size", "synthetic_count"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.num_workers < 0 or args.bootstrap < 0:
+        parser.error("--num-workers and --bootstrap must not be negative")
+    return parser, args
+
+
+def default_datasets() -> list[str]:
+    root = real_data_dir()
+    return [f"hrf:{root / 'hrf' / 'labels.csv'}", f"csdi:{root / 'csdi' / 'labels.csv'}"]
+
+
+def load_datasets(specs: list[str], args: argparse.Namespace) -> list[EvalDataset]:
+    columns = {
+        "file": args.file_column,
+        "label": args.label_column,
+        "split": args.split_column,
+        "fold": args.fold_column,
+        "image": args.image_column,
+    }
+    loaded = []
+    for spec in specs:
+        task_name, sep, source = spec.partition(":")
+        if not sep or not source:
+            raise ValueError(f"--dataset {spec!r}: expected TASK:SOURCE")
+        task = load_task(task_name)
+        name = f"{task.name}" if source != "synthetic" else f"{task.name} (synthetic)"
+        loaded.append(load_eval_dataset(source, task, name, columns, args.hf_split, args.synthetic_count))
+    return loaded
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, args = parse_args(argv)
+    try:
+        datasets = load_datasets(args.dataset or default_datasets(), args)
+        model, processor = load_model(args.model)
+        models = [(args.model_name or args.model, model, processor)]
+        if not args.no_random_baseline:
+            models.append(("random init (same architecture)", random_baseline(model, args.seed), processor))
+        for other in args.compare:
+            other_model, other_processor = load_model(other)
+            models.append((other, other_model, other_processor))
+    except (ValueError, FileNotFoundError, OSError) as error:
+        parser.error(str(error))
+    precision = resolve_precision(args.mixed_precision, next(model.parameters()).device)
+    print(precision.summary())
+    if precision.warning:
+        print(f"{parser.prog}: warning: {precision.warning}", file=sys.stderr)
+    options = EvalOptions(
+        tuple(args.modes),
+        args.eval_split,
+        args.fewshot_split,
+        args.shots,
+        1.0,
+        args.batch_size,
+        args.num_workers,
+        args.bootstrap,
+        args.seed,
+        precision=precision.mixed_precision,
+    )
+    for dataset in datasets:
+        if all(item.split is None for item in dataset.items):
+            print(
+                f"{dataset.name}: no split column: evaluated whole ({len(dataset.items)} images; few-shot probes "
+                f"train on {args.shots} per class and score the rest)",
+                file=sys.stderr,
+            )
+    figures = args.output_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for name, model_, processor_ in tqdm(models, desc="models"):
+        for dataset in datasets:
+            try:
+                results, raw = evaluate_dataset(model_, processor_, name, dataset, options)
+            except ValueError as error:
+                parser.error(f"{dataset.name}: {error}")
+            entries += results
+            for entry in results:
+                if entry["unreadable"]:
+                    print(
+                        f"{dataset.name}: {len(entry['unreadable'])} unreadable images skipped and listed in "
+                        f"results.json, e.g. {entry['unreadable'][0]}",
+                        file=sys.stderr,
+                    )
+                    break
+            if name == models[0][0]:
+                for entry in results:
+                    stem = f"{dataset.task.name}_{entry['mode']}"
+                    plot_confusion(entry, figures / f"{stem}_confusion.png")
+                    plot_roc(entry, *raw[entry["mode"]], figures / f"{stem}_roc.png")
+    table = markdown_table(entries)
+    details = "\n\n".join(per_class_table(e) for e in entries if e["model"] == models[0][0])
+    (args.output_dir / "results.json").write_text(json.dumps(entries, indent=2))
+    (args.output_dir / "results.md").write_text(f"{table}\n\nPer class:\n\n{details}\n")
+    (args.output_dir / "model_index.json").write_text(json.dumps(model_index(entries, models[0][0]), indent=2))
+    print(table)
+    print(f"wrote {args.output_dir}/results.json, results.md, model_index.json and {figures}/*.png")
+    return 0
