@@ -15,6 +15,7 @@ import torch
 from PIL import Image
 
 from image_processing_visionclip import VisionCLIPImageProcessor
+from visionclip.augment import FundusAugment
 from visionclip.captions import CAPTIONED_COLUMNS, FACTS
 from visionclip.schema import COLUMN_NAMES, datasets_features
 from visionclip.streaming import build_stream, label_frequencies, make_dataloader, resolve_data_files
@@ -102,7 +103,7 @@ def test_batches_hold_pixels_tokens_labels_and_captions(dataset_dir: Path, proce
     assert batch["caption_facts"].shape == (8, 2 * len(FACTS))
     assert all("fundus" in c.lower() or "retina" in c.lower() for c in batch["captions"])
 
-    stream.captioner = FileNameCaptioner()  # pairs each row with its labels
+    stream.transform.captioner = FileNameCaptioner()  # pairs each row with its labels
     for batch in make_dataloader(stream):
         names = [int(c.split(".")[0]) for c in batch["captions"]]
         assert batch["labels"][:, CAPTIONED_COLUMNS.index("dr_grade")].tolist() == [n % 5 for n in names]
@@ -123,7 +124,7 @@ RANK_SCRIPT = textwrap.dedent(
     stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
                           build_knowledge_base_tokenizer(), batch_size=4, rank=rank, world_size=world,
                           num_workers=workers, epochs=epochs, shuffle_buffer=8, seed=3, drop_last=False)
-    stream.captioner = FileNameCaptioner()  # identify examples exactly
+    stream.transform.captioner = FileNameCaptioner()  # identify examples exactly
     order = [[] for _ in range(epochs)]
     for batch in make_dataloader(stream):  # one DataLoader, its workers running every epoch
         order[batch["stream_state"]["epoch"]] += batch["captions"]
@@ -172,7 +173,7 @@ RESUME_SCRIPT = textwrap.dedent(
     stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
                           build_knowledge_base_tokenizer(), batch_size=4, shuffle_buffer=buffer, seed=5,
                           num_workers=workers, drop_last=False)
-    stream.captioner = FileNameCaptioner()
+    stream.transform.captioner = FileNameCaptioner()
     stream.set_epoch(1)
     seen = []
     if mode == "resume":
@@ -285,3 +286,36 @@ def test_unreadable_images_are_skipped_and_reported_once_with_a_count_and_an_exa
     reports = [record.getMessage() for record in caplog.records]
     assert len(reports) == 1, reports  # the same image fails every epoch: one report, not one per image per epoch
     assert "1 of 8 images could not be read" in reports[0] and f"{3:032x}" in reports[0]
+
+
+class OnlyTheInterface:
+    """An image processor seen through `ImagePreparer` alone: any other attribute is an AttributeError."""
+
+    def __init__(self, image_processor):
+        self._image_processor = image_processor
+        self.calls: set[str] = set()
+
+    def __getattr__(self, name: str):
+        if name not in INTERFACE:
+            raise AttributeError(f"{name} is not part of ImagePreparer")
+        self.calls.add(name)
+        return getattr(self._image_processor, name)
+
+
+INTERFACE = {"prepare_image", "load_and_crop", "placement", "to_pixel_values", "pixel_gain_offset"}
+
+
+@pytest.mark.parametrize("augment", [None, FundusAugment()], ids=["plain", "augmented"])
+def test_the_stream_needs_only_the_image_preparer_interface(dataset_dir: Path, processing, augment):
+    from visionclip.pixels import ImagePreparer, PixelNormalizer
+
+    image_processor, tokenizer = processing
+    assert {name for name in vars(ImagePreparer) if not name.startswith("_")} == INTERFACE
+    assert isinstance(image_processor, ImagePreparer)
+    seen = OnlyTheInterface(image_processor)
+    stream = build_stream(str(dataset_dir), seen, tokenizer, batch_size=8, shuffle_buffer=1, augment=augment)
+    batch = next(iter(make_dataloader(stream)))
+    pixels = PixelNormalizer(seen, "cpu")(batch["pixel_values"])
+    assert pixels.shape == (8, 3, 32, 32)
+    used = {"load_and_crop", "placement"} if augment else {"prepare_image"}
+    assert seen.calls == used | {"pixel_gain_offset"}

@@ -157,7 +157,7 @@ def test_the_stream_hands_over_uint8_pixels_that_the_trainer_normalises_like_the
         mixed_precision="no",
     )
     trainer = Trainer(config, Accelerator(cpu=True, mixed_precision="no"))
-    trainer.stream.captioner = FileNameCaptioner()
+    trainer.stream.transform.captioner = FileNameCaptioner()
     batch = next(trainer.micro_batches())
     assert batch["pixel_values"].dtype == torch.uint8 and batch["pixel_values"].shape[:2] == (8, 3)
     model_inputs = {}
@@ -190,7 +190,7 @@ def small_trainer(cache_dir: Path, output: Path, **overrides):
         mixed_precision="no",
     )
     trainer = Trainer(TrainConfig(**{**settings, **overrides}), Accelerator(cpu=True, mixed_precision="no"))
-    trainer.stream.captioner = FileNameCaptioner()
+    trainer.stream.transform.captioner = FileNameCaptioner()
     return trainer
 
 

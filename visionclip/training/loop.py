@@ -17,7 +17,8 @@ from tqdm.auto import tqdm
 from modeling_visionclip import batch_norm_statistics_frozen
 
 from ..losses import build_loss
-from ..streaming import PixelNormalizer, build_stream, make_dataloader
+from ..pixels import PixelNormalizer
+from ..streaming import build_stream, make_dataloader
 from .checkpoint import TrainingState, load_checkpoint, new_run_id, save_checkpoint
 from .config import TrainConfig
 from .data import dataset_source, split_files
