@@ -171,7 +171,7 @@ def with_trainer(accelerator, config, measure: Callable[[Any], dict[str, Any]]) 
     """`measure(trainer)` on a fresh Trainer; running out of GPU memory is a result, not a failure."""
     import torch
 
-    from visionclip.training.main import build_trainer
+    from visionclip.training.run import build_trainer
 
     trainer = None
     try:

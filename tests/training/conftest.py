@@ -97,7 +97,7 @@ def make_trainer(short_run, trained_copy: Path):
 
     from visionclip.training.config import load_config
     from visionclip.training.loop import Trainer
-    from visionclip.training.main import build_trainer
+    from visionclip.training.run import build_trainer
 
     def make(*extra: str) -> Trainer:
         config = load_config(short_run(trained_copy, "--max-steps", "4", "--shuffle-buffer", "1", *extra))

@@ -18,7 +18,7 @@ from visionclip.training.config import TrainConfig
 from visionclip.training.export import export_model
 from visionclip.training.hardware import text_length_groups
 from visionclip.training.loop import TEXT_KEYS, NonFiniteLossError, Trainer
-from visionclip.training.main import build_trainer
+from visionclip.training.run import build_trainer
 
 from .conftest import SYNTHETIC
 

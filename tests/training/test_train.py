@@ -81,7 +81,7 @@ def run_train(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 def test_accumulation_keeps_the_contrastive_batch(cache_dir: Path, tmp_path: Path):
     from accelerate import Accelerator
 
-    from visionclip.training.main import build_trainer
+    from visionclip.training.run import build_trainer
 
     config = TrainConfig(
         preset="tiny",
@@ -141,7 +141,7 @@ def test_the_stream_hands_over_uint8_pixels_that_the_trainer_normalises_like_the
 ):
     from accelerate import Accelerator
 
-    from visionclip.training.main import build_trainer
+    from visionclip.training.run import build_trainer
 
     config = TrainConfig(
         preset="tiny",
@@ -173,7 +173,7 @@ def test_the_stream_hands_over_uint8_pixels_that_the_trainer_normalises_like_the
 def small_trainer(cache_dir: Path, output: Path, **overrides):
     from accelerate import Accelerator
 
-    from visionclip.training.main import build_trainer
+    from visionclip.training.run import build_trainer
 
     settings = dict(
         preset="tiny",

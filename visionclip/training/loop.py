@@ -37,7 +37,7 @@ class NonFiniteLossError(RuntimeError):
 
 class Trainer:
     """Trains a VisionCLIP model with Accelerate: the steps, evaluations and checkpoints of one run, from parts that
-    `visionclip.training.main.build_trainer` composes."""
+    `visionclip.training.run.build_trainer` composes."""
 
     run_id: str | None = None  # which run the checkpoints belong to: set by `resume`, kept across resumes
 
