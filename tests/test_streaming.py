@@ -18,6 +18,8 @@ from image_processing_visionclip import VisionCLIPImageProcessor
 from visionclip.augment import FundusAugment
 from visionclip.captions import CAPTIONED_COLUMNS, FACTS
 from visionclip.schema import COLUMN_NAMES, datasets_features
+from visionclip.stream_parts import StreamPosition
+from visionclip.stream_source import FileSource
 from visionclip.streaming import build_stream, label_frequencies, make_dataloader, resolve_data_files
 from visionclip.tokenization import build_knowledge_base_tokenizer
 
@@ -319,3 +321,41 @@ def test_the_stream_needs_only_the_image_preparer_interface(dataset_dir: Path, p
     assert pixels.shape == (8, 3, 32, 32)
     used = {"load_and_crop", "placement"} if augment else {"prepare_image"}
     assert seen.calls == used | {"pixel_gain_offset"}
+
+
+# ------------------------------------------------------------------------------- the first stage alone
+@pytest.fixture(scope="module")
+def files(dataset_dir: Path) -> list[str]:
+    return resolve_data_files(str(dataset_dir), "train")
+
+
+def file_names(rows) -> list[str]:
+    return [row["file_name"] for row, _ in rows]
+
+
+def test_two_processes_with_two_workers_read_every_row_once_per_epoch_in_a_new_order(files: list[str]):
+    sources = [FileSource(files, rank=rank, world_size=2, num_workers=2, shuffle_buffer=4) for rank in (0, 1)]
+    epochs = [
+        [
+            name
+            for source in sources
+            for worker in (0, 1)
+            for name in file_names(source.rows(worker, StreamPosition(e)))
+        ]
+        for e in (0, 1)
+    ]
+    assert all(sorted(epoch) == sorted(f"{i}.png" for i in range(EXAMPLES)) for epoch in epochs)
+    assert epochs[0] != epochs[1]
+
+
+def test_a_saved_position_continues_where_reading_stood(files: list[str]):
+    source = FileSource(files, shuffle_buffer=1, seed=3)
+    whole = list(source.rows(0, StreamPosition(2)))
+    row, position = whole[20]
+    source.record(0, position)
+    resumed = FileSource(files, shuffle_buffer=1, seed=3)
+    resumed.load_state_dict(source.state_dict())
+    assert resumed.epoch == 2 and resumed.position(0) == position
+    assert file_names(resumed.rows(0, resumed.position(0))) == file_names(whole[21:])
+    with pytest.raises(ValueError, match="world size 1, this run has 2"):
+        FileSource(files, world_size=2).load_state_dict(source.state_dict())
