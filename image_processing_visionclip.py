@@ -307,6 +307,11 @@ class VisionCLIPImageProcessor(PilBackend):
     r"""
     Fundus image processor: load -> crop the field of view -> resize the long side -> zero-pad to `size` ->
     rescale -> normalise. Returns `pixel_values` of shape `(batch, 3, size["height"], size["width"])`.
+
+    The steps are public for data pipelines that run them apart (the training stream decodes in DataLoader workers
+    and normalises on the device): `prepare_image` (load, crop, resize, pad), or `load_and_crop` then `placement`
+    for augmentation that warps the crop onto the canvas in one resampling; `to_pixel_values` or
+    `pixel_gain_offset` for rescale and normalise.
     """
 
     valid_kwargs = VisionCLIPImageProcessorKwargs

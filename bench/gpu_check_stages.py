@@ -172,11 +172,11 @@ def with_trainer(accelerator, config, measure: Callable[[Any], dict[str, Any]]) 
     """`measure(trainer)` on a fresh Trainer; running out of GPU memory is a result, not a failure."""
     import torch
 
-    from visionclip.training.loop import Trainer
+    from visionclip.training.run import build_trainer
 
     trainer = None
     try:
-        trainer = Trainer(config, accelerator)
+        trainer = build_trainer(config, accelerator)
         return measure(trainer)
     except torch.OutOfMemoryError as error:
         return {"status": "out of memory", "message": str(error).splitlines()[0]}

@@ -15,7 +15,10 @@ import torch
 from PIL import Image
 
 from image_processing_visionclip import VisionCLIPImageProcessor
+from visionclip.augment import FundusAugment
 from visionclip.schema import CAPTIONED_COLUMNS, COLUMN_NAMES, FACTS, datasets_features
+from visionclip.stream_parts import StreamPosition
+from visionclip.stream_source import FileSource
 from visionclip.streaming import build_stream, label_frequencies, make_dataloader, resolve_data_files
 from visionclip.tokenization import build_knowledge_base_tokenizer
 
@@ -101,7 +104,7 @@ def test_batches_hold_pixels_tokens_labels_and_captions(dataset_dir: Path, proce
     assert batch["caption_facts"].shape == (8, 2 * len(FACTS))
     assert all("fundus" in c.lower() or "retina" in c.lower() for c in batch["captions"])
 
-    stream.captioner = FileNameCaptioner()  # pairs each row with its labels
+    stream.transform.captioner = FileNameCaptioner()  # pairs each row with its labels
     for batch in make_dataloader(stream):
         names = [int(c.split(".")[0]) for c in batch["captions"]]
         assert batch["labels"][:, CAPTIONED_COLUMNS.index("dr_grade")].tolist() == [n % 5 for n in names]
@@ -122,7 +125,7 @@ RANK_SCRIPT = textwrap.dedent(
     stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
                           build_knowledge_base_tokenizer(), batch_size=4, rank=rank, world_size=world,
                           num_workers=workers, epochs=epochs, shuffle_buffer=8, seed=3, drop_last=False)
-    stream.captioner = FileNameCaptioner()  # identify examples exactly
+    stream.transform.captioner = FileNameCaptioner()  # identify examples exactly
     order = [[] for _ in range(epochs)]
     for batch in make_dataloader(stream):  # one DataLoader, its workers running every epoch
         order[batch["stream_state"]["epoch"]] += batch["captions"]
@@ -171,7 +174,7 @@ RESUME_SCRIPT = textwrap.dedent(
     stream = build_stream(data, VisionCLIPImageProcessor(size={"height": 32, "width": 32}),
                           build_knowledge_base_tokenizer(), batch_size=4, shuffle_buffer=buffer, seed=5,
                           num_workers=workers, drop_last=False)
-    stream.captioner = FileNameCaptioner()
+    stream.transform.captioner = FileNameCaptioner()
     stream.set_epoch(1)
     seen = []
     if mode == "resume":
@@ -284,3 +287,74 @@ def test_unreadable_images_are_skipped_and_reported_once_with_a_count_and_an_exa
     reports = [record.getMessage() for record in caplog.records]
     assert len(reports) == 1, reports  # the same image fails every epoch: one report, not one per image per epoch
     assert "1 of 8 images could not be read" in reports[0] and f"{3:032x}" in reports[0]
+
+
+class OnlyTheInterface:
+    """An image processor seen through `ImagePreparer` alone: any other attribute is an AttributeError."""
+
+    def __init__(self, image_processor):
+        self._image_processor = image_processor
+        self.calls: set[str] = set()
+
+    def __getattr__(self, name: str):
+        if name not in INTERFACE:
+            raise AttributeError(f"{name} is not part of ImagePreparer")
+        self.calls.add(name)
+        return getattr(self._image_processor, name)
+
+
+INTERFACE = {"prepare_image", "load_and_crop", "placement", "to_pixel_values", "pixel_gain_offset"}
+
+
+@pytest.mark.parametrize("augment", [None, FundusAugment()], ids=["plain", "augmented"])
+def test_the_stream_needs_only_the_image_preparer_interface(dataset_dir: Path, processing, augment):
+    from visionclip.pixels import ImagePreparer, PixelNormalizer
+
+    image_processor, tokenizer = processing
+    assert {name for name in vars(ImagePreparer) if not name.startswith("_")} == INTERFACE
+    assert isinstance(image_processor, ImagePreparer)
+    seen = OnlyTheInterface(image_processor)
+    stream = build_stream(str(dataset_dir), seen, tokenizer, batch_size=8, shuffle_buffer=1, augment=augment)
+    batch = next(iter(make_dataloader(stream)))
+    pixels = PixelNormalizer(seen, "cpu")(batch["pixel_values"])
+    assert pixels.shape == (8, 3, 32, 32)
+    used = {"load_and_crop", "placement"} if augment else {"prepare_image"}
+    assert seen.calls == used | {"pixel_gain_offset"}
+
+
+# ------------------------------------------------------------------------------- the first stage alone
+@pytest.fixture(scope="module")
+def files(dataset_dir: Path) -> list[str]:
+    return resolve_data_files(str(dataset_dir), "train")
+
+
+def file_names(rows) -> list[str]:
+    return [row["file_name"] for row, _ in rows]
+
+
+def test_two_processes_with_two_workers_read_every_row_once_per_epoch_in_a_new_order(files: list[str]):
+    sources = [FileSource(files, rank=rank, world_size=2, num_workers=2, shuffle_buffer=4) for rank in (0, 1)]
+    epochs = [
+        [
+            name
+            for source in sources
+            for worker in (0, 1)
+            for name in file_names(source.rows(worker, StreamPosition(e)))
+        ]
+        for e in (0, 1)
+    ]
+    assert all(sorted(epoch) == sorted(f"{i}.png" for i in range(EXAMPLES)) for epoch in epochs)
+    assert epochs[0] != epochs[1]
+
+
+def test_a_saved_position_continues_where_reading_stood(files: list[str]):
+    source = FileSource(files, shuffle_buffer=1, seed=3)
+    whole = list(source.rows(0, StreamPosition(2)))
+    row, position = whole[20]
+    source.record(0, position)
+    resumed = FileSource(files, shuffle_buffer=1, seed=3)
+    resumed.load_state_dict(source.state_dict())
+    assert resumed.epoch == 2 and resumed.position(0) == position
+    assert file_names(resumed.rows(0, resumed.position(0))) == file_names(whole[21:])
+    with pytest.raises(ValueError, match="world size 1, this run has 2"):
+        FileSource(files, world_size=2).load_state_dict(source.state_dict())

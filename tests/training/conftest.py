@@ -97,9 +97,10 @@ def make_trainer(short_run, trained_copy: Path):
 
     from visionclip.training.config import load_config
     from visionclip.training.loop import Trainer
+    from visionclip.training.run import build_trainer
 
     def make(*extra: str) -> Trainer:
         config = load_config(short_run(trained_copy, "--max-steps", "4", "--shuffle-buffer", "1", *extra))
-        return Trainer(config, Accelerator(cpu=True, mixed_precision="no"))
+        return build_trainer(config, Accelerator(cpu=True, mixed_precision="no"))
 
     return make

@@ -119,3 +119,18 @@ def test_shipped_training_configs_load():
     for file in files:
         config = load_config(["--config", str(file)])
         assert config.batch_size % 8 == 0, file.name
+
+
+def test_every_option_has_its_help_in_field_metadata_and_in_the_help_output(capsys):
+    import dataclasses
+
+    fields = dataclasses.fields(TrainConfig)
+    without_help = [item.name for item in fields if not item.metadata.get("help")]
+    assert not without_help, f"options without help: {without_help}"
+    with pytest.raises(SystemExit) as exit_info:
+        load_config(["--help"])
+    assert exit_info.value.code == 0
+    listing = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    for item in fields:
+        assert f"--{item.name.replace('_', '-')}" in listing, item.name
+        assert " ".join(item.metadata["help"].split()) in listing, item.name

@@ -18,6 +18,7 @@ from visionclip.training.config import TrainConfig
 from visionclip.training.export import export_model
 from visionclip.training.hardware import text_length_groups
 from visionclip.training.loop import TEXT_KEYS, NonFiniteLossError, Trainer
+from visionclip.training.run import build_trainer
 
 from .conftest import SYNTHETIC
 
@@ -41,7 +42,7 @@ def make_trainer(cache_dir: Path, tmp_path: Path):
             "mixed_precision": "no",
             **overrides,
         }
-        trainer = Trainer(TrainConfig(**options), Accelerator(cpu=True, mixed_precision="no"))
+        trainer = build_trainer(TrainConfig(**options), Accelerator(cpu=True, mixed_precision="no"))
         trainer.train_mode()
         return trainer
 

@@ -81,7 +81,7 @@ def run_train(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 def test_accumulation_keeps_the_contrastive_batch(cache_dir: Path, tmp_path: Path):
     from accelerate import Accelerator
 
-    from visionclip.training.loop import Trainer
+    from visionclip.training.run import build_trainer
 
     config = TrainConfig(
         preset="tiny",
@@ -99,7 +99,7 @@ def test_accumulation_keeps_the_contrastive_batch(cache_dir: Path, tmp_path: Pat
         shuffle_buffer=1,
         mixed_precision="no",  # an exactness check: bf16 rounding would depend on the micro-batch split
     )
-    trainer = Trainer(config, Accelerator(cpu=True, mixed_precision="no"))
+    trainer = build_trainer(config, Accelerator(cpu=True, mixed_precision="no"))
     trainer.wrapped.eval()  # batch-norm statistics must not depend on the micro-batch split
     batches = trainer.micro_batches()
     first, second = next(batches), next(batches)
@@ -141,7 +141,7 @@ def test_the_stream_hands_over_uint8_pixels_that_the_trainer_normalises_like_the
 ):
     from accelerate import Accelerator
 
-    from visionclip.training.loop import Trainer
+    from visionclip.training.run import build_trainer
 
     config = TrainConfig(
         preset="tiny",
@@ -156,8 +156,8 @@ def test_the_stream_hands_over_uint8_pixels_that_the_trainer_normalises_like_the
         output_dir=str(tmp_path),
         mixed_precision="no",
     )
-    trainer = Trainer(config, Accelerator(cpu=True, mixed_precision="no"))
-    trainer.stream.captioner = FileNameCaptioner()
+    trainer = build_trainer(config, Accelerator(cpu=True, mixed_precision="no"))
+    trainer.stream.transform.captioner = FileNameCaptioner()
     batch = next(trainer.micro_batches())
     assert batch["pixel_values"].dtype == torch.uint8 and batch["pixel_values"].shape[:2] == (8, 3)
     model_inputs = {}
@@ -173,7 +173,7 @@ def test_the_stream_hands_over_uint8_pixels_that_the_trainer_normalises_like_the
 def small_trainer(cache_dir: Path, output: Path, **overrides):
     from accelerate import Accelerator
 
-    from visionclip.training.loop import Trainer
+    from visionclip.training.run import build_trainer
 
     settings = dict(
         preset="tiny",
@@ -189,8 +189,8 @@ def small_trainer(cache_dir: Path, output: Path, **overrides):
         output_dir=str(output),
         mixed_precision="no",
     )
-    trainer = Trainer(TrainConfig(**{**settings, **overrides}), Accelerator(cpu=True, mixed_precision="no"))
-    trainer.stream.captioner = FileNameCaptioner()
+    trainer = build_trainer(TrainConfig(**{**settings, **overrides}), Accelerator(cpu=True, mixed_precision="no"))
+    trainer.stream.transform.captioner = FileNameCaptioner()
     return trainer
 
 

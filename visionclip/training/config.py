@@ -10,7 +10,8 @@ import math
 import os
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ import yaml
 
 from ..losses import LABEL_SIMILARITIES, LOSSES
 from ..precision import PRECISIONS
+from ..synthetic.labels import resolve_prevalence
+from ..synthetic.writer import IMAGE_FORMATS
 
 MIXED_PRECISION = PRECISIONS  # auto (bf16 only where the device runs it natively), no, bf16, fp16
 # The embedded default's label mix: fewer fully normal eyes and every finding at 10%, so that a 15-minute CPU run
@@ -48,77 +51,114 @@ RESUME_MAY_CHANGE = (
 )
 
 
+def option(default: Any = MISSING, *, help: str, default_factory: Callable[[], Any] | None = None) -> Any:
+    """A `TrainConfig` field with its `--help` text in the field's metadata."""
+    if default_factory is not None:
+        return field(default_factory=default_factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 def default_cache_dir() -> str:
     return os.environ.get("VISIONCLIP_CACHE") or str(Path.home() / ".cache" / "visionclip")
 
 
 @dataclass
 class TrainConfig:
-    """Every option of `train.py`. Field comments are the `--help` texts."""
+    """Every option of `train.py`; each field's `help` metadata is its `--help` text."""
 
     # data
-    dataset: str | None = None  # Hub dataset id, local dataset folder or parquet glob; default: embedded synthetic set
-    train_split: str = "train"  # split to train on
-    eval_split: str = "validation"  # held-out split for zero-shot evaluation during and after training
-    synthetic_train: int = 12000  # embedded default: number of generated training images
-    synthetic_validation: int = 1200  # embedded default: number of generated held-out images
-    synthetic_image_size: int = 224  # embedded default: generated image size (px)
-    synthetic_image_format: str = "jpeg"  # embedded default: jpeg (q95, decodes 6x faster) or png (lossless)
-    synthetic_seed: int = 0  # embedded default: generator seed
-    synthetic_prevalence: dict | None = field(default_factory=lambda: dict(TRAINING_MIX))  # generator overrides
-    cache_dir: str = field(default_factory=default_cache_dir)  # where the embedded default is generated once
-    num_workers: int = 1  # DataLoader workers per process (decode, augment, caption, tokenize)
-    shuffle_buffer: int = 1000  # rows in each reader's shuffle buffer
-    augment: bool = True  # flips, rotation, zoom and colour jitter
-    filters: dict | None = None  # keep rows whose column holds an allowed value, e.g. '{"is_fundus": [1]}'
-    balance_by: str | None = None  # column whose classes are sampled equally often (rejection sampling)
+    dataset: str | None = option(
+        None,
+        help="Hub dataset id, local dataset folder or parquet glob; default: embedded synthetic set",
+    )
+    train_split: str = option("train", help="split to train on")
+    eval_split: str = option("validation", help="held-out split for zero-shot evaluation during and after training")
+    synthetic_train: int = option(12000, help="embedded default: number of generated training images")
+    synthetic_validation: int = option(1200, help="embedded default: number of generated held-out images")
+    synthetic_image_size: int = option(224, help="embedded default: generated image size (px)")
+    synthetic_image_format: str = option(
+        "jpeg",
+        help="embedded default: jpeg (q95, decodes 6x faster) or png (lossless)",
+    )
+    synthetic_seed: int = option(0, help="embedded default: generator seed")
+    synthetic_prevalence: dict | None = option(
+        default_factory=lambda: dict(TRAINING_MIX),
+        help="embedded default: label prevalences overriding the generator's (JSON object; default: the training mix with every finding at 0.10)",
+    )
+    cache_dir: str = option(default_factory=default_cache_dir, help="where the embedded default is generated once")
+    num_workers: int = option(1, help="DataLoader workers per process (decode, augment, caption, tokenize)")
+    shuffle_buffer: int = option(1000, help="rows in each reader's shuffle buffer")
+    augment: bool = option(True, help="flips, rotation, zoom and colour jitter")
+    filters: dict | None = option(
+        None,
+        help="keep rows whose column holds an allowed value, e.g. '{\"is_fundus\": [1]}'",
+    )
+    balance_by: str | None = option(None, help="column whose classes are sampled equally often (rejection sampling)")
     # model
-    preset: str = "small"  # preset name or preset YAML file
-    vision_tower: str | None = None  # start the vision tower from this pretrained Hub id or folder
-    text_tower: str | None = None  # start the text tower (and tokenizer) from this pretrained Hub id or folder
-    lock_image: bool = False  # freeze the vision tower (and its batch-norm statistics)
-    lock_image_unlocked_layers: int = 0  # ...but keep its last N blocks trainable
-    lock_text: bool = False  # freeze the text tower
-    lock_text_unlocked_layers: int = 0  # ...but keep its last N layers trainable
-    gradient_checkpointing: bool = False  # recompute activations in backward to save memory
-    torch_compile: bool = False  # compile the model with torch.compile
-    channels_last: bool = True  # channels-last image batches (faster CNN training; skipped where torch crashes)
+    preset: str = option("small", help="preset name or preset YAML file")
+    vision_tower: str | None = option(None, help="start the vision tower from this pretrained Hub id or folder")
+    text_tower: str | None = option(
+        None,
+        help="start the text tower (and tokenizer) from this pretrained Hub id or folder",
+    )
+    lock_image: bool = option(False, help="freeze the vision tower (and its batch-norm statistics)")
+    lock_image_unlocked_layers: int = option(0, help="...but keep its last N blocks trainable")
+    lock_text: bool = option(False, help="freeze the text tower")
+    lock_text_unlocked_layers: int = option(0, help="...but keep its last N layers trainable")
+    gradient_checkpointing: bool = option(False, help="recompute activations in backward to save memory")
+    torch_compile: bool = option(False, help="compile the model with torch.compile")
+    channels_last: bool = option(
+        True,
+        help="channels-last image batches (faster CNN training; skipped where torch crashes)",
+    )
     # optimisation
-    loss: str = "label_aware"  # clip, label_aware (FLAIR soft targets) or siglip
-    label_similarity: str = "exact"  # label_aware positives: exact (FLAIR), jaccard (overlap) or entailment
-    findings_per_caption: int = 0  # state at most N of an image's findings per caption, resampled each epoch (0: all)
-    batch_size: int = 64  # global contrastive batch per optimizer step (all processes x accumulation)
-    accum_steps: int = 1  # micro-batches per step; the contrastive batch stays the global batch
-    max_steps: int = 1000  # optimizer steps
-    lr: float = 1e-3  # peak learning rate
-    min_lr: float = 1e-5  # final learning rate of the cosine schedule
-    warmup_steps: int = 50  # linear warm-up steps
-    weight_decay: float = 0.1  # AdamW weight decay (not on norms, biases, embeddings or the logit scale)
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.98
-    adam_eps: float = 1e-6
-    grad_clip: float = 1.0  # max gradient norm (0 disables)
-    mixed_precision: str = "auto"  # auto (bf16 where native, else fp32 on CPU, fp16 on older GPUs), no, bf16, fp16
-    seed: int = 0
-    cpu_threads: int = 0  # torch threads per process on CPU (0: the machine's cores / local processes)
-    max_nonfinite: int = 20  # stop after this many consecutive non-finite losses
+    loss: str = option("label_aware", help="clip, label_aware (FLAIR soft targets) or siglip")
+    label_similarity: str = option(
+        "exact",
+        help="label_aware positives: exact (FLAIR), jaccard (overlap) or entailment",
+    )
+    findings_per_caption: int = option(
+        0,
+        help="state at most N of an image's findings per caption, resampled each epoch (0: all)",
+    )
+    batch_size: int = option(64, help="global contrastive batch per optimizer step (all processes x accumulation)")
+    accum_steps: int = option(1, help="micro-batches per step; the contrastive batch stays the global batch")
+    max_steps: int = option(1000, help="optimizer steps")
+    lr: float = option(1e-3, help="peak learning rate")
+    min_lr: float = option(1e-5, help="final learning rate of the cosine schedule")
+    warmup_steps: int = option(50, help="linear warm-up steps")
+    weight_decay: float = option(0.1, help="AdamW weight decay (not on norms, biases, embeddings or the logit scale)")
+    adam_beta1: float = option(0.9, help="AdamW beta1 (first-moment decay)")
+    adam_beta2: float = option(0.98, help="AdamW beta2 (second-moment decay)")
+    adam_eps: float = option(1e-6, help="AdamW epsilon")
+    grad_clip: float = option(1.0, help="max gradient norm (0 disables)")
+    mixed_precision: str = option(
+        "auto",
+        help="auto (bf16 where native, else fp32 on CPU, fp16 on older GPUs), no, bf16, fp16",
+    )
+    seed: int = option(0, help="seed of the model's initialisation, the data order, captions and augmentation")
+    cpu_threads: int = option(0, help="torch threads per process on CPU (0: the machine's cores / local processes)")
+    max_nonfinite: int = option(20, help="stop after this many consecutive non-finite losses")
     # output, checkpoints, logging
-    output_dir: str = "runs/visionclip-small"  # checkpoints/, logs/ and the Hub-ready model/ folder
-    save_every: int = 100  # checkpoint every N steps (and at the end)
-    keep_checkpoints: int = 2  # keep the newest K checkpoints
-    resume: str | None = None  # 'latest' or a checkpoint folder
-    overwrite: bool = False  # replace the run in output_dir (its checkpoints/, model/, logs/, training_config.yaml)
-    eval_every: int = 200  # zero-shot evaluation on the held-out split every N steps (0: only at the end)
-    eval_samples: int = 1200  # held-out images used for evaluation
-    log_every: int = 10  # scalars to the tracker every N steps
-    report_to: str = "tensorboard"  # tensorboard, wandb or none
+    output_dir: str = option("runs/visionclip-small", help="checkpoints/, logs/ and the Hub-ready model/ folder")
+    save_every: int = option(100, help="checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = option(2, help="keep the newest K checkpoints")
+    resume: str | None = option(None, help="'latest' or a checkpoint folder")
+    overwrite: bool = option(
+        False,
+        help="replace the run in output_dir (its checkpoints/, model/, logs/, training_config.yaml)",
+    )
+    eval_every: int = option(200, help="zero-shot evaluation on the held-out split every N steps (0: only at the end)")
+    eval_samples: int = option(1200, help="held-out images used for evaluation")
+    log_every: int = option(10, help="scalars to the tracker every N steps")
+    report_to: str = option("tensorboard", help="tensorboard, wandb or none")
 
     def validate(self) -> None:
         """Raise `ValueError` naming every invalid option."""
         problems = [
             f"{item.name} must be a finite number, got {getattr(self, item.name)}"
             for item in dataclasses.fields(self)
-            if _field_type(item.type) is float and not math.isfinite(getattr(self, item.name))
+            if _option_types()[item.name][0] is float and not math.isfinite(getattr(self, item.name))
         ]
         if problems:  # the comparisons below mean nothing for inf or nan
             raise ValueError("Invalid training configuration:\n  " + "\n  ".join(problems))
@@ -169,8 +209,6 @@ class TrainConfig:
             problems.append(f"warmup_steps ({self.warmup_steps}) must be below max_steps ({self.max_steps})")
         if self.synthetic_image_size < 32:
             problems.append(f"synthetic_image_size must be at least 32, got {self.synthetic_image_size}")
-        from ..synthetic.writer import IMAGE_FORMATS
-
         if self.synthetic_image_format not in IMAGE_FORMATS:
             problems.append(
                 f"synthetic_image_format must be one of {sorted(IMAGE_FORMATS)}, got {self.synthetic_image_format!r}"
@@ -182,8 +220,6 @@ class TrainConfig:
         if self.resume is not None and self.overwrite:
             problems.append("resume and overwrite exclude each other: continue the run in output_dir or replace it")
         if self.synthetic_prevalence is not None:
-            from ..synthetic.labels import resolve_prevalence
-
             try:
                 resolve_prevalence(self.synthetic_prevalence)
             except ValueError as error:
@@ -215,28 +251,21 @@ class TrainConfig:
         ]
 
 
-def _resolve(annotation: Any) -> Any:
-    return eval(annotation, {"dict": dict}) if isinstance(annotation, str) else annotation  # postponed strings
+@functools.cache
+def _option_types() -> dict[str, tuple[type, bool]]:
+    """Each option's concrete type and whether it may be None (from `X` or `X | None` annotations)."""
+    kinds = {}
+    for name, annotation in typing.get_type_hints(TrainConfig).items():
+        arguments = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+        kinds[name] = (next(a for a in arguments if a is not type(None)), type(None) in arguments)
+    return kinds
 
 
-def _field_type(annotation: Any) -> type:
-    """The concrete type of an `X` or `X | None` annotation."""
-    annotation = _resolve(annotation)
-    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
-        return next(a for a in typing.get_args(annotation) if a is not type(None))
-    return annotation
-
-
-def _is_optional(annotation: Any) -> bool:
-    return type(None) in typing.get_args(_resolve(annotation))
-
-
-def _yaml_value_fits(value: Any, annotation: Any) -> bool:
+def _yaml_value_fits(value: Any, kind: type, optional: bool) -> bool:
     """Whether a YAML value suits a field: null only where the field is optional, an int for a float, and never
     a boolean for a number (YAML's `true` is a Python bool, which is an int)."""
-    kind = _field_type(annotation)
     if value is None:
-        return _is_optional(annotation)
+        return optional
     if isinstance(value, bool):
         return kind is bool
     return isinstance(value, kind) or (kind is float and isinstance(value, int))
@@ -265,57 +294,51 @@ def _parse_value(kind: type, optional: bool, text: str) -> Any:
 
 
 def build_parser(description: str) -> argparse.ArgumentParser:
+    """`--config FILE` and one `--option-name VALUE` per field. Options left out stay out of the parsed namespace
+    (`SUPPRESS`), so that the YAML file's values stand unless a flag overrides them."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, help="YAML file of options; command-line flags override it")
-    comments = _field_comments()
+    kinds = _option_types()
     for item in dataclasses.fields(TrainConfig):
-        kind, optional = _field_type(item.type), _is_optional(item.type)
+        kind, optional = kinds[item.name]
         parser.add_argument(
             "--" + item.name.replace("_", "-"),
             dest=item.name,
             type=functools.partial(_parse_value, kind, optional),
             default=argparse.SUPPRESS,
             metavar=kind.__name__.upper(),
-            help=comments.get(item.name, ""),
+            help=item.metadata["help"],
         )
     return parser
 
 
-def _field_comments() -> dict[str, str]:
-    import inspect
-
-    comments = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        name, sep, rest = line.strip().partition(":")
-        if sep and "#" in rest and name.isidentifier():
-            comments[name] = rest.split("#", 1)[1].strip()
-    return comments
+def _read_config_file(parser: argparse.ArgumentParser, config_file: Path) -> dict[str, Any]:
+    """The options of a `--config` YAML file, each checked against its field's type."""
+    if not config_file.is_file():
+        parser.error(f"--config {config_file} does not exist")
+    try:
+        loaded = yaml.safe_load(config_file.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
+        parser.error(f"--config {config_file} is not readable YAML: {error}")
+    if not isinstance(loaded, dict):
+        parser.error(f"--config {config_file} must hold a mapping of options")
+    kinds = _option_types()
+    unknown = sorted(map(str, set(loaded) - set(kinds)))
+    if unknown:
+        parser.error(f"--config {config_file}: unknown options {unknown}")
+    for name, (kind, optional) in kinds.items():
+        if name in loaded and not _yaml_value_fits(loaded[name], kind, optional):
+            expected = kind.__name__ + (" or null" if optional else "")
+            parser.error(f"--config {config_file}: {name} should be {expected}, got {loaded[name]!r}")
+    return loaded
 
 
 def load_config(argv: list[str] | None = None, description: str = "") -> TrainConfig:
     """Defaults < `--config` YAML < command-line flags; validated."""
     parser = build_parser(description)
     args = vars(parser.parse_args(argv))
-    values: dict[str, Any] = {}
     config_file = args.pop("config", None)
-    if config_file is not None:
-        if not config_file.is_file():
-            parser.error(f"--config {config_file} does not exist")
-        try:
-            loaded = yaml.safe_load(config_file.read_text()) or {}
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-            parser.error(f"--config {config_file} is not readable YAML: {error}")
-        if not isinstance(loaded, dict):
-            parser.error(f"--config {config_file} must hold a mapping of options")
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        unknown = sorted(map(str, set(loaded) - names))
-        if unknown:
-            parser.error(f"--config {config_file}: unknown options {unknown}")
-        for item in dataclasses.fields(TrainConfig):
-            if item.name in loaded and not _yaml_value_fits(loaded[item.name], item.type):
-                kind = _field_type(item.type).__name__ + (" or null" if _is_optional(item.type) else "")
-                parser.error(f"--config {config_file}: {item.name} should be {kind}, got {loaded[item.name]!r}")
-        values.update(loaded)
+    values = _read_config_file(parser, config_file) if config_file is not None else {}
     values.update(args)
     config = TrainConfig(**values)
     try:

@@ -1,14 +1,24 @@
 """Training data: the embedded synthetic default (generated once per machine into a cache folder) or a given
-dataset."""
+dataset, its checks before the first step, and the training stream of one process."""
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
+from accelerate import Accelerator
+from huggingface_hub import constants
+from tqdm.auto import tqdm
+
+from ..augment import FundusAugment
+from ..captions import Captioner
+from ..pixels import ImagePreparer
 from ..schema import CAPTIONED_COLUMNS
 from ..seeding import stable_seed
-from ..streaming import open_parquet_stream, resolve_data_files
+from ..streaming import FundusStream, build_stream, open_parquet_stream, resolve_data_files
+from ..synthetic.labels import resolve_prevalence
+from ..synthetic.writer import GENERATOR_VERSION, SampleMaker, write_parquet_dataset
 from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
@@ -22,8 +32,6 @@ class DatasetError(ValueError):
 
 def embedded_dataset_dir(config: TrainConfig) -> Path:
     """The cache folder of the embedded default; its name carries every setting that changes its contents."""
-    from ..synthetic.writer import GENERATOR_VERSION
-
     mix = stable_seed(*sorted((config.synthetic_prevalence or {}).items())) % 10**8
     name = (
         f"synthetic-v{GENERATOR_VERSION}-s{config.synthetic_seed}-{config.synthetic_image_size}px-"
@@ -43,11 +51,6 @@ def ensure_embedded_dataset(config: TrainConfig, workers: int, show_progress: bo
     involved, so a long generation cannot time out the waiting processes, and machines without a shared
     filesystem each generate their own copy.
     """
-    from tqdm.auto import tqdm
-
-    from ..synthetic.labels import resolve_prevalence
-    from ..synthetic.writer import SampleMaker, write_parquet_dataset
-
     folder = embedded_dataset_dir(config)
     splits = {config.train_split: config.synthetic_train, config.eval_split: config.synthetic_validation}
     prevalence = resolve_prevalence(config.synthetic_prevalence)
@@ -88,8 +91,6 @@ def split_files(source: str, split: str) -> list[str]:
     try:
         return resolve_data_files(source, split)
     except ConnectionError as error:
-        from huggingface_hub import constants
-
         why = "offline mode: HF_HUB_OFFLINE=1" if constants.HF_HUB_OFFLINE else "no connection"
         raise DatasetError(
             f"dataset {source}: the Hugging Face Hub cannot be reached ({why}); give a local copy's folder instead "
@@ -116,3 +117,26 @@ def check_dataset(config: TrainConfig) -> None:
                 f"the {split!r} split of {config.dataset} lacks columns that training needs: {missing} (in "
                 f"{files[0]}; see visionclip/schema.py)"
             )
+
+
+def training_stream(
+    config: TrainConfig, source: str, image_processor: ImagePreparer, tokenizer: Any, accelerator: Accelerator
+) -> FundusStream:
+    """This process's endless stream of micro-batches of `config.train_split` of `source`."""
+    return build_stream(
+        source,
+        image_processor,
+        tokenizer,
+        config.micro_batch_size(accelerator.num_processes),
+        split=config.train_split,
+        filters=config.filters,
+        balance_by=config.balance_by,
+        rank=accelerator.process_index,
+        world_size=accelerator.num_processes,
+        num_workers=config.num_workers,
+        epochs=None,
+        seed=config.seed,
+        shuffle_buffer=config.shuffle_buffer,
+        augment=FundusAugment() if config.augment else None,
+        captioner=Captioner(seed=config.seed, findings_per_caption=config.findings_per_caption),
+    )

@@ -11,24 +11,21 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from modeling_visionclip import batch_norm_statistics_frozen
 
-from ..factory import build_model
-from ..losses import build_loss
-from ..streaming import PixelNormalizer, build_stream, make_dataloader
+from ..pixels import PixelNormalizer
+from ..streaming import FundusStream, make_dataloader
 from ..zeroshot.heldout import HeldOutEvaluator, mean_auroc
 from .checkpoint import TrainingState, load_checkpoint, new_run_id, save_checkpoint
 from .config import TrainConfig
-from .data import dataset_source, split_files
-from .distributed import FailureBarrier, on_main_process, refuse_fsdp
-from .hardware import channels_last_is_safe, fused_optimizer, text_length_groups, tune_backends
-from .optim import build_optimizer, warmup_cosine
+from .data import split_files
+from .distributed import FailureBarrier, on_main_process
+from .hardware import text_length_groups
+from .model import TrainingModel
 from .resume import check_resumable, find_checkpoint, other_runs, read_trainer_state
 from .state_files import CheckpointError
-from .towers import lock_tower
 
 logger = logging.getLogger(__name__)
 TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids")
@@ -39,85 +36,39 @@ class NonFiniteLossError(RuntimeError):
 
 
 class Trainer:
-    """Trains a VisionCLIP model with Accelerate from a `TrainConfig`."""
+    """Trains a VisionCLIP model with Accelerate: the steps, evaluations and checkpoints of one run, from parts that
+    `visionclip.training.run.build_trainer` composes."""
 
     run_id: str | None = None  # which run the checkpoints belong to: set by `resume`, kept across resumes
 
-    def __init__(self, config: TrainConfig, accelerator: Accelerator):
-        self.config, self.accelerator = config, accelerator
+    def __init__(
+        self,
+        config: TrainConfig,
+        accelerator: Accelerator,
+        failures: FailureBarrier,
+        *,
+        model: TrainingModel,
+        wrapped: torch.nn.Module,
+        loss_fn: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        stream: FundusStream,
+        evaluator: HeldOutEvaluator | None,
+        source: str,
+    ):
+        """`model` is the bare model, `wrapped` the same after `accelerator.prepare` (and torch.compile), as are
+        `optimizer` and `scheduler`; `evaluator` exists on the main process only; `source` is the dataset."""
+        self.config, self.accelerator, self.failures = config, accelerator, failures
+        self.model, self.processor = model.model, model.processor
+        self.frozen_norms, self.channels_last = model.frozen_norms, model.channels_last
+        self.wrapped, self.loss_fn, self.optimizer, self.scheduler = wrapped, loss_fn, optimizer, scheduler
+        self.trained_parameters = [p for group in optimizer.param_groups for p in group["params"]]
+        self.stream, self.evaluator, self.source = stream, evaluator, source
+        self.text_length_groups = text_length_groups(accelerator.device)
         self.step, self.epoch, self.nonfinite_in_a_row, self.nonfinite_total = 0, 0, 0, 0
         self.history: list[dict[str, Any]] = []
-        set_seed(config.seed, device_specific=True)
-        device = accelerator.device
-        tune_backends(device)
-        self.model, self.processor = build_model(config.preset, config.vision_tower, config.text_tower)
-        refuse_fsdp(accelerator, self.model)
-        self.frozen_norms = self._lock_towers()
-        if config.gradient_checkpointing:
-            self.model.activation_checkpointing_enable()
-        self.channels_last = config.channels_last and channels_last_is_safe(
-            self.model, config.gradient_checkpointing, device
-        )
-        if self.channels_last:  # weights in the inputs' layout, or every convolution converts one or the other
-            self.model.to(memory_format=torch.channels_last)
-        self.text_length_groups = text_length_groups(device)
-        # The loss is not prepared: its only parameter (SigLIP's bias) gets the same gradient on every process.
-        self.loss_fn = build_loss(config.loss, config.label_similarity).to(device)
-        optimizer = build_optimizer(
-            [self.model, self.loss_fn],
-            config.lr,
-            config.weight_decay,
-            (config.adam_beta1, config.adam_beta2),
-            config.adam_eps,
-            fused=fused_optimizer(device),
-        )
-        self.trained_parameters = [p for group in optimizer.param_groups for p in group["params"]]
-        scheduler = warmup_cosine(optimizer, config.warmup_steps, config.max_steps, config.min_lr / config.lr)
-        # train_step steps the schedule once per optimizer step. Linked to the optimizer, Accelerate would step it
-        # once per process, assuming a prepared DataLoader that divides the steps (the stream is not prepared).
-        accelerator.step_scheduler_with_optimizer = False
-        self.wrapped, self.optimizer, self.scheduler = accelerator.prepare(self.model, optimizer, scheduler)
-        if config.torch_compile:  # after the DDP wrap, so that dynamo splits the graph at DDP's gradient buckets
-            self.wrapped = torch.compile(self.wrapped)
-        self.failures = FailureBarrier(accelerator)
-        self.source = dataset_source(
-            config, workers=max(1, config.num_workers), show_progress=accelerator.is_local_main_process
-        )
-        self.stream = self._build_stream()
-        self.evaluator = None
 
     # ------------------------------------------------------------------------------------------------ setup
-    def _lock_towers(self) -> list[torch.nn.Module]:
-        frozen = []
-        if self.config.lock_image:
-            frozen += lock_tower(self.model.vision_model, self.config.lock_image_unlocked_layers)
-        if self.config.lock_text:
-            frozen += lock_tower(self.model.text_model, self.config.lock_text_unlocked_layers)
-        return frozen
-
-    def _build_stream(self):
-        from ..augment import FundusAugment
-        from ..captions import Captioner
-
-        config = self.config
-        return build_stream(
-            self.source,
-            self.processor.image_processor,
-            self.processor.tokenizer,
-            config.micro_batch_size(self.accelerator.num_processes),
-            split=config.train_split,
-            filters=config.filters,
-            balance_by=config.balance_by,
-            rank=self.accelerator.process_index,
-            world_size=self.accelerator.num_processes,
-            num_workers=config.num_workers,
-            epochs=None,
-            seed=config.seed,
-            shuffle_buffer=config.shuffle_buffer,
-            augment=FundusAugment() if config.augment else None,
-            captioner=Captioner(seed=config.seed, findings_per_caption=config.findings_per_caption),
-        )
-
     def train_mode(self) -> None:
         """Training mode, except batch norms of locked towers, whose running statistics stay fixed."""
         self.wrapped.train()
@@ -126,16 +77,6 @@ class Trainer:
 
     def held_out_files(self) -> list[str]:
         return split_files(self.source, self.config.eval_split)
-
-    def held_out(self) -> HeldOutEvaluator:
-        if self.evaluator is None:
-            self.evaluator = HeldOutEvaluator(
-                self.held_out_files(),
-                self.processor.image_processor,
-                self.processor.tokenizer,
-                self.config.eval_samples,
-            )
-        return self.evaluator
 
     def resume(self) -> None:
         """Continue the run of `config.resume` (for `latest`, the newest intact checkpoint in the output folder),
@@ -318,7 +259,7 @@ class Trainer:
         results = {}
         with self.failures.guard():  # the others wait here for the main process, and stop if it fails
             if self.accelerator.is_main_process:
-                results = self.held_out().evaluate(self.unwrapped)
+                results = self.evaluator.evaluate(self.unwrapped)
                 summary = mean_auroc(results)
                 self.log(
                     {f"eval/auroc_{name}": r["auroc"] for name, r in results.items() if r["auroc"] is not None}

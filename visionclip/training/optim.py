@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from .config import TrainConfig
+
 
 def parameter_groups(modules: list[nn.Module], weight_decay: float) -> list[dict]:
     """Weights of linear and convolution layers decay; norms, biases, embeddings and scalars (logit scale,
@@ -50,3 +52,18 @@ def warmup_cosine(
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def optimizer_and_schedule(
+    modules: list[nn.Module], config: TrainConfig, fused: bool = False
+) -> tuple[torch.optim.AdamW, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW over the trainable parameters of `modules` and its warm-up + cosine schedule, as `config` sets them."""
+    optimizer = build_optimizer(
+        modules,
+        config.lr,
+        config.weight_decay,
+        (config.adam_beta1, config.adam_beta2),
+        config.adam_eps,
+        fused=fused,
+    )
+    return optimizer, warmup_cosine(optimizer, config.warmup_steps, config.max_steps, config.min_lr / config.lr)
