@@ -19,10 +19,17 @@ LONG_TEMPLATE = "This colour fundus photograph, taken with a wide-field camera, 
 
 CHILD = textwrap.dedent(
     """
-    import importlib.util, json, sys
+    import importlib.abc, json, sys
     import torch
-    for module in json.loads(sys.argv[6]):
-        assert importlib.util.find_spec(module) is None, f"{module} is importable: not a Hub user's process"
+
+    class NotInstalled(importlib.abc.MetaPathFinder):  # a Hub user has neither the package nor its remote-code modules
+
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"visionclip", *json.loads(sys.argv[6])}:
+                raise ModuleNotFoundError(f"No module named {name!r} (a Hub user's process)")
+            return None
+
+    sys.meta_path.insert(0, NotInstalled())
     from transformers import (AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer, pipeline)
 
     folder, photo, texts, long_template, out = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
