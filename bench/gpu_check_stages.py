@@ -403,24 +403,27 @@ def stage_main_job(stage: Stage) -> None:
         raise RuntimeError(f"train.py exited with {returncode}")
 
 
+def scheduled_lr(steps: int, warmup: int, max_steps: int, lr: float, min_lr: float) -> float:
+    """The learning rate of train.py's schedule after `steps` scheduler steps."""
+    import torch
+
+    from visionclip.training.optim import warmup_cosine
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
+    schedule = warmup_cosine(optimizer, warmup, max_steps, min_lr / lr)
+    for _ in range(steps):
+        optimizer.step()
+        schedule.step()
+    return schedule.get_last_lr()[0]
+
+
 def lr_schedule_check(
     observed: float, steps: int, processes: int, warmup: int, max_steps: int, lr: float, min_lr: float
 ):
     """Does the learning rate after `steps` optimizer steps equal the single-process schedule's? (Where each of
     `processes` processes stepped the scheduler, it equals the schedule after steps x processes instead.)"""
-    import torch
-
-    from visionclip.training.optim import warmup_cosine
-
-    def lr_after(count: int) -> float:
-        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
-        schedule = warmup_cosine(optimizer, warmup, max_steps, min_lr / lr)
-        for _ in range(count):
-            optimizer.step()
-            schedule.step()
-        return schedule.get_last_lr()[0]
-
-    expected, stepped_per_process = lr_after(steps), lr_after(steps * processes)
+    expected = scheduled_lr(steps, warmup, max_steps, lr, min_lr)
+    stepped_per_process = scheduled_lr(steps * processes, warmup, max_steps, lr, min_lr)
     if math.isclose(expected, stepped_per_process, rel_tol=0.05):
         raise ValueError(f"step {steps} of this schedule cannot tell per-process scheduler steps apart")
     return {

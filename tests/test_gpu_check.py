@@ -85,16 +85,7 @@ def test_dry_run_runs_every_stage_and_reports_its_figures(dry_run):
 
 
 def lr_after_steps(steps: int, warmup: int = 2, total: int = 8, lr: float = 1e-3, min_lr: float = 1e-5) -> float:
-    import torch
-
-    from visionclip.training.optim import warmup_cosine
-
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=lr)
-    schedule = warmup_cosine(optimizer, warmup, total, min_lr / lr)
-    for _ in range(steps):
-        optimizer.step()
-        schedule.step()
-    return schedule.get_last_lr()[0]
+    return load_bench("gpu_check_stages").scheduled_lr(steps, warmup, total, lr, min_lr)
 
 
 def test_two_processes_follow_the_single_process_lr_schedule(dry_run):

@@ -6,9 +6,7 @@ from __future__ import annotations
 import http.server
 import io
 import socket
-import struct
 import threading
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import torch
 from PIL import Image
 
 from image_processing_visionclip import VisionCLIPImageProcessor, load_fundus_image
+from tests.forged_images import png_claiming_size
 
 RAMP = np.linspace(0, 1, 32 * 32).reshape(32, 32)
 
@@ -79,20 +78,9 @@ def test_twelve_bit_png_file_is_scaled_as_twelve_bit(tmp_path: Path):
 
 
 # ------------------------------------------------------------------------------ the decoded-size bound
-def _png_header_only(mode: str, width: int, height: int) -> bytes:
-    """A PNG whose header claims `width` x `height` in `mode` (the pixel data is that of a 16x16 image)."""
-    buffer = io.BytesIO()
-    Image.new(mode, (16, 16)).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return bytes(data)
-
-
 def test_a_9999_square_rgba_png_is_refused_by_its_decoded_bytes(tmp_path: Path):
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_header_only("RGBA", 9999, 9999))
+    path.write_bytes(png_claiming_size("RGBA", 9999, 9999))
     with pytest.raises(ValueError, match=r"9999x9999 RGBA.*399,920,004 bytes.*max_image_bytes"):
         load_fundus_image(path)
     with pytest.raises(ValueError, match="max_image_bytes"):

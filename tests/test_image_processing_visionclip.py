@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +9,7 @@ import torch
 from PIL import Image
 
 from image_processing_visionclip import VisionCLIPImageProcessor, find_field_of_view, load_fundus_image
+from tests.forged_images import png_claiming_size
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
@@ -182,16 +181,6 @@ def test_bad_settings_are_refused_naming_the_setting(setting, value, message):
 
 
 # --------------------------------------------------------------------------------------- odd inputs
-def _png_with_header_size(width: int, height: int) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16)).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    ihdr = struct.pack(">II", width, height) + bytes(data[24:29])
-    data[16:29] = ihdr
-    data[29:33] = struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return bytes(data)
-
-
 def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path: Path):
     ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
     path = tmp_path / "sixteen.png"
@@ -236,7 +225,7 @@ def test_exif_orientation_is_applied(tmp_path: Path):
     ("make", "message"),
     [
         (lambda d: Image.new("RGB", (1, 1)), "too small"),
-        (lambda d: _write(d / "big.png", _png_with_header_size(20000, 20000)), "decompression bomb"),
+        (lambda d: _write(d / "big.png", png_claiming_size("RGB", 20000, 20000)), "decompression bomb"),
         (lambda d: _write(d / "truncated.jpg", _jpeg_bytes()[:600]), "truncated or corrupt"),
         (lambda d: _write(d / "notes.txt", b"this is not an image\n"), "not a readable image"),
         (lambda d: _write(d / "empty.png", b""), "not a readable image"),

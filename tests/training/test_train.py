@@ -139,25 +139,7 @@ def images_by_file_name(folder: Path, split: str = "train") -> dict[str, dict]:
 def test_the_stream_hands_over_uint8_pixels_that_the_trainer_normalises_like_the_processor(
     cache_dir: Path, tmp_path: Path
 ):
-    from accelerate import Accelerator
-
-    from visionclip.training.run import build_trainer
-
-    config = TrainConfig(
-        preset="tiny",
-        synthetic_train=192,
-        synthetic_validation=96,
-        synthetic_image_size=64,
-        cache_dir=str(cache_dir),
-        batch_size=8,
-        num_workers=0,
-        augment=False,
-        report_to="none",
-        output_dir=str(tmp_path),
-        mixed_precision="no",
-    )
-    trainer = build_trainer(config, Accelerator(cpu=True, mixed_precision="no"))
-    trainer.stream.transform.captioner = FileNameCaptioner()
+    trainer = small_trainer(cache_dir, tmp_path, batch_size=8)
     batch = next(trainer.micro_batches())
     assert batch["pixel_values"].dtype == torch.uint8 and batch["pixel_values"].shape[:2] == (8, 3)
     model_inputs = {}

@@ -44,19 +44,22 @@ def _crescent(geom: FundusGeometry, inner: float, outer: float, half_angle: floa
     return polygon(np.concatenate([at(r_out, t), at(r_in, t)[::-1]]))
 
 
+def _paint_atrophy(
+    canvas: Canvas, layer: str, shape: np.ndarray, opacity: float, region: str, colour: tuple, blur: float
+) -> None:
+    """Paint a peripapillary atrophy crescent into `layer`, log it as `region` and blend it in `colour`."""
+    canvas.paint(layer, shape, opacity, region)
+    canvas.blend_layer(layer, colour, blur=blur)
+
+
 def draw_glaucoma_extras(
     canvas: Canvas, geom: FundusGeometry, rng: np.random.Generator, x0: int, y0: int, cup: np.ndarray
 ) -> None:
     """Log the enlarged cup, and add peripapillary atrophy (beta zone) or a splinter disc haemorrhage."""
     canvas.log.add_region("is_gc/enlarged_cup", x0, y0, cup)
     if rng.random() < 0.45:
-        canvas.paint(
-            "ppa",
-            _crescent(geom, 0.95, rng.uniform(1.2, 1.45), rng.uniform(0.6, 1.1), rng),
-            0.7,
-            "is_gc/peripapillary_atrophy",
-        )
-        canvas.blend_layer("ppa", (0.86, 0.66, 0.5), blur=0.8)
+        crescent = _crescent(geom, 0.95, rng.uniform(1.2, 1.45), rng.uniform(0.6, 1.1), rng)
+        _paint_atrophy(canvas, "ppa", crescent, 0.7, "is_gc/peripapillary_atrophy", (0.86, 0.66, 0.5), blur=0.8)
     if rng.random() < 0.2:
         angle = float(rng.choice([np.pi / 2, -np.pi / 2]) + rng.normal(0, 0.3))
         x = geom.disc[0] - geom.nasal * geom.disc_radius * np.cos(angle)
@@ -80,13 +83,8 @@ def draw_myopic_changes(canvas: Canvas, geom: FundusGeometry, rng: np.random.Gen
     """Pathologic myopia: a wide temporal peripapillary atrophy crescent (after the disc is painted), patchy
     chorioretinal atrophy, lacquer cracks and sometimes a pigmented Fuchs spot at the fovea."""
     dd = geom.dd
-    canvas.paint(
-        "myopic_crescent",
-        _crescent(geom, 0.97, rng.uniform(1.45, 2.2), rng.uniform(0.8, 1.3), rng),
-        0.85,
-        "is_pm/peripapillary_atrophy",
-    )
-    canvas.blend_layer("myopic_crescent", (0.98, 0.86, 0.66), blur=0.6)
+    crescent = _crescent(geom, 0.97, rng.uniform(1.45, 2.2), rng.uniform(0.8, 1.3), rng)
+    _paint_atrophy(canvas, "myopic_crescent", crescent, 0.85, "is_pm/peripapillary_atrophy", (0.98, 0.86, 0.66), 0.6)
     if rng.random() < 0.45:
         spots = geom.sample_points(
             rng,
