@@ -79,27 +79,8 @@ def run_train(args: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 def test_accumulation_keeps_the_contrastive_batch(cache_dir: Path, tmp_path: Path):
-    from accelerate import Accelerator
-
-    from visionclip.training.run import build_trainer
-
-    config = TrainConfig(
-        preset="tiny",
-        synthetic_train=192,
-        synthetic_validation=96,
-        synthetic_image_size=64,
-        cache_dir=str(cache_dir),
-        batch_size=16,
-        accum_steps=2,
-        num_workers=0,
-        augment=False,
-        report_to="none",
-        output_dir=str(tmp_path),
-        warmup_steps=1,
-        shuffle_buffer=1,
-        mixed_precision="no",  # an exactness check: bf16 rounding would depend on the micro-batch split
-    )
-    trainer = build_trainer(config, Accelerator(cpu=True, mixed_precision="no"))
+    # mixed_precision "no": an exactness check, bf16 rounding would depend on the micro-batch split
+    trainer = small_trainer(cache_dir, tmp_path, accum_steps=2, warmup_steps=1)
     trainer.wrapped.eval()  # batch-norm statistics must not depend on the micro-batch split
     batches = trainer.micro_batches()
     first, second = next(batches), next(batches)
