@@ -46,6 +46,8 @@ def test_both_real_sets_all_modes_with_baseline(report):
         for dataset in ("hrf", "csdi"):
             for mode in ("zero-shot", "few-shot", "cross-validated"):
                 assert (model, dataset, mode) in combos
+    # MFIDDR has only a test split: zero-shot and the patient-grouped cross-validated probe, no few-shot probe
+    assert {mode for model, dataset, mode in combos if dataset == "mfiddr"} == {"zero-shot", "cross-validated"}
     hrf_zero = next(e for e in entries if e["model"] == "tiny" and e["dataset"] == "hrf" and e["mode"] == "zero-shot")
     assert hrf_zero["metrics"]["num_samples"] == 30  # the test split
     assert len(hrf_zero["metrics"]["accuracy_ci"]) == 2
@@ -68,7 +70,7 @@ def test_model_index_renders_into_a_card_that_loads_back(report, tiny_folder, tm
     assert loaded.data.pipeline_tag == "zero-shot-image-classification"
     expected = json.loads((report / "model_index.json").read_text())
     assert len(loaded.data.eval_results) == len(expected)
-    assert {r.dataset_name for r in loaded.data.eval_results} == {"hrf", "csdi"}
+    assert {r.dataset_name for r in loaded.data.eval_results} == {"hrf", "csdi", "mfiddr"}
     assert {r.metric_type for r in loaded.data.eval_results} >= {"accuracy", "roc_auc", "cohen_kappa"}
     assert "| tiny | hrf | zero-shot |" in loaded.text
 

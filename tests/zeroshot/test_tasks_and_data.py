@@ -119,3 +119,26 @@ def test_finding_questions_split_records_at_their_threshold():
     glaucoma = questions["glaucoma"]
     assert [glaucoma.record_class(record) for record in ({"is_gc": 1}, {"is_gc": 0}, {})] == [1, 0, 0]
     assert glaucoma.prompts[1] == tuple(load_knowledge_base().class_prompts(["glaucoma"]))
+
+
+def test_a_task_maps_dataset_label_values_onto_its_classes(tmp_path):
+    mfiddr = load_task("mfiddr")
+    assert mfiddr.labels == ("none", "diabetic_retinopathy")
+    assert [mfiddr.index(grade) for grade in ("0", "1", "2", 3.0, "4")] == [0, 1, 1, 1, 1]
+    with pytest.raises(ValueError, match=r"label '5' is not a class of task 'mfiddr' \['0', '1', '2', '3', '4'"):
+        mfiddr.index("5")
+    assert mfiddr.to_config()["classes"] == ["none", "diabetic_retinopathy"]  # a saved model asks for the classes
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("classes:\n  a: [glaucoma]\n  b: [normal]\nlabels:\n  '1': c\n")
+    with pytest.raises(ValueError, match=r"'labels' maps onto \['c'\], which are not classes \['a', 'b'\]"):
+        load_task(str(bad))
+
+
+def test_the_shared_mfiddr_sample_loads_with_patient_grouped_folds():
+    from visionclip.paths import real_data_dir
+
+    root = real_data_dir() / "mfiddr"
+    dataset = from_csv(root / "labels.csv", load_task("mfiddr"), "mfiddr", COLUMNS)
+    labels = [item.label for item in dataset.items]
+    assert len(labels) == 96 and labels.count(1) == 28  # grades 1 (20 images) and 3 (8 images)
+    assert dataset.has_folds and {item.split for item in dataset.items} == {"test"}

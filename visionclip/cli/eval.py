@@ -1,6 +1,6 @@
 """Zero-shot and few-shot evaluation of VisionCLIP on real external datasets.
 
-    python eval_zeroshot.py                                   # trained default model on the real HRF and CSDI sets
+    python eval_zeroshot.py                                   # trained default model on the real HRF, CSDI and MFIDDR sets
     python eval_zeroshot.py --model org/visionclip --dataset idrid_grading:/data/idrid/labels.csv
     python eval_zeroshot.py --model ./model --dataset refuge:/data/refuge_folder --dataset hrf:synthetic
     python eval_zeroshot.py --model ./model --dataset my_task.yaml:/data/my/labels.csv --compare other/model
@@ -43,7 +43,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
         "--dataset",
         action="append",
         metavar="TASK:SOURCE",
-        help="task and images to evaluate (repeatable; default: the real HRF and CSDI sets)",
+        help="task and images to evaluate (repeatable; default: the real HRF, CSDI and MFIDDR sets)",
     )
     parser.add_argument("--compare", action="append", default=[], metavar="MODEL", help="other models to report")
     parser.add_argument("--no-random-baseline", action="store_true", help="skip the random-init baseline")
@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
 
 def default_datasets() -> list[str]:
     root = real_data_dir()
-    return [f"hrf:{root / 'hrf' / 'labels.csv'}", f"csdi:{root / 'csdi' / 'labels.csv'}"]
+    return [f"{name}:{root / name / 'labels.csv'}" for name in ("hrf", "csdi", "mfiddr")]
 
 
 def load_datasets(specs: list[str], args: argparse.Namespace) -> list[EvalDataset]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,9 @@ def evaluate_dataset(
         if len(train) and len(np.unique(y[train])) > 1 and probe_test.any():
             probs = fit_predict(x[train], y[train], x[probe_test], num_classes, options.probe_c)
             runs["few-shot"] = (probs, y[probe_test], described)
+        else:
+            reason = f"{described}, which leaves no two classes to train on"
+            warnings.warn(f"{dataset.name}: no few-shot probe: {reason}", stacklevel=2)
     if "cross-validated" in options.modes and all(item.fold is not None for item in items):
         folds = np.array([item.fold for item in items])
         runs["cross-validated"] = (

@@ -13,6 +13,8 @@ held-out finding questions of training)::
     synthetic:                      # optional: SynFundus-schema records -> classes (allowed values per column)
       non_glaucoma: {is_gc: [0]}
       glaucoma: {is_gc: [1]}
+    labels:                         # optional: dataset label values -> classes, where they differ (many to one)
+      "0": non_glaucoma
 
 A saved model carries its recommended tasks in its config (`zero_shot_tasks`) as `ZeroShotTask.to_config()`.
 """
@@ -31,7 +33,7 @@ from ..resources import EVAL_TASKS, data_path
 from ..schema import COLUMNS_BY_NAME, FINDING_COLUMNS
 
 TASKS_DIR = data_path(EVAL_TASKS)
-_TASK_KEYS = {"description", "ordinal", "classes", "synthetic"}
+_TASK_KEYS = {"description", "ordinal", "classes", "synthetic", "labels"}
 ABSENT, PRESENT = "absent", "present"  # the classes of a finding question, in this order
 
 
@@ -46,14 +48,17 @@ class ZeroShotTask:
     labels: tuple[str, ...]
     prompts: tuple[tuple[str, ...], ...]
     synthetic_conditions: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    dataset_labels: dict[str, str] = field(default_factory=dict)  # dataset label -> class, where they differ
 
     def index(self, label: Any, where: str = "") -> int:
         """Class index of a dataset label; a clear error for labels the task does not define."""
         text = str(label).strip()
         if text.endswith(".0") and text[:-2].isdigit():
             text = text[:-2]  # labels read as floats by CSV readers
+        text = self.dataset_labels.get(text, text)
         if text not in self.labels:
-            raise ValueError(f"{where}label {label!r} is not a class of task {self.name!r} {list(self.labels)}")
+            known = sorted({*self.labels, *self.dataset_labels})
+            raise ValueError(f"{where}label {label!r} is not a class of task {self.name!r} {known}")
         return self.labels.index(text)
 
     def class_prompts(self) -> dict[str, list[str]]:
@@ -106,6 +111,7 @@ def parse_task(name: str, raw: Any, knowledge: KnowledgeBase, where: str) -> Zer
         tuple(labels),
         tuple(prompts),
         _parse_conditions(raw.get("synthetic") or {}, labels, where),
+        _parse_dataset_labels(raw.get("labels") or {}, labels, where),
     )
 
 
@@ -143,6 +149,17 @@ def _parse_conditions(raw: Any, labels: list[str], where: str) -> dict[str, dict
                 raise ValueError(f"{where}: synthetic condition of {label!r}: {column!r}: {values!r}")
         conditions[str(label)] = {column: [int(v) for v in values] for column, values in condition.items()}
     return conditions
+
+
+def _parse_dataset_labels(raw: Any, labels: list[str], where: str) -> dict[str, str]:
+    """`labels:` dataset label -> class label, for datasets whose label values are not the task's classes."""
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: 'labels' must map dataset label values to classes")
+    mapping = {str(value): str(label) for value, label in raw.items()}
+    unknown = sorted({label for label in mapping.values() if label not in labels})
+    if unknown:
+        raise ValueError(f"{where}: 'labels' maps onto {unknown}, which are not classes {labels}")
+    return mapping
 
 
 def recommended_tasks(knowledge: KnowledgeBase | None = None) -> dict[str, ZeroShotTask]:
