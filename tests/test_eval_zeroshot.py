@@ -51,6 +51,9 @@ def test_both_real_sets_all_modes_with_baseline(report):
     hrf_zero = next(e for e in entries if e["model"] == "tiny" and e["dataset"] == "hrf" and e["mode"] == "zero-shot")
     assert hrf_zero["metrics"]["num_samples"] == 30  # the test split
     assert len(hrf_zero["metrics"]["accuracy_ci"]) == 2
+    mfiddr_zero = next(e for e in entries if e["dataset"] == "mfiddr" and e["mode"] == "zero-shot")
+    assert mfiddr_zero["metrics"]["num_groups"] == 12 and "resample the 12 groups" in mfiddr_zero["evaluated_on"]
+    assert "num_groups" not in hrf_zero["metrics"]  # HRF has no patient column: one image per subject
     csdi_cv = next(e for e in entries if e["dataset"] == "csdi" and e["mode"] == "cross-validated")
     assert csdi_cv["metrics"]["num_samples"] == 81 and "quadratic_kappa" in csdi_cv["metrics"]
     table = (report / "results.md").read_text()

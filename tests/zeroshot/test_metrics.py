@@ -68,3 +68,28 @@ def test_bootstrap_intervals_contain_the_estimate_and_are_seeded(metric):
 def test_bad_inputs_are_named(metric):
     with pytest.raises(ValueError, match="outside num_classes"):
         metric.compute(predictions=[0, 3], references=[0, 1], num_classes=2, bootstrap_samples=0)
+
+
+def test_grouped_bootstrap_resamples_patients_not_images(metric):
+    # each patient contributes four identical images: resampling patients gives exactly the intervals of one image
+    # per patient, while resampling images treats the copies as independent evidence and narrows them
+    predictions = [0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1, 0]
+    references = [0, 1, 0, 0, 1, 1, 1, 1, 0, 0, 1, 1]
+    scores = [[0.7, 0.3], [0.2, 0.8], [0.4, 0.6], [0.9, 0.1], [0.3, 0.7], [0.6, 0.4]] * 2
+    per_patient = metric.compute(
+        predictions=predictions, references=references, prediction_scores=scores, bootstrap_samples=200, seed=3
+    )
+    copies = {
+        "predictions": [p for p in predictions for _ in range(4)],
+        "references": [r for r in references for _ in range(4)],
+        "prediction_scores": [s for s in scores for _ in range(4)],
+    }
+    patients = [f"patient-{i}" for i in range(len(references)) for _ in range(4)]
+    grouped = metric.compute(**copies, groups=patients, bootstrap_samples=200, seed=3)
+    naive = metric.compute(**copies, bootstrap_samples=200, seed=3)
+    for name in ("accuracy_ci", "balanced_accuracy_ci", "auroc_ci"):
+        assert grouped[name] == pytest.approx(per_patient[name])
+        assert naive[name][1] - naive[name][0] < grouped[name][1] - grouped[name][0]
+    assert grouped["num_groups"] == 12 and grouped["num_samples"] == 48
+    with pytest.raises(ValueError, match="groups has 3 entries for 48 samples"):
+        metric.compute(**copies, groups=patients[:3], bootstrap_samples=0)

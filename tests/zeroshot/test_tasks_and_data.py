@@ -17,7 +17,7 @@ from visionclip.zeroshot.tasks import (
     recommended_tasks,
 )
 
-COLUMNS = {"file": "file", "label": "label", "split": "split", "fold": "fold", "image": "image"}
+COLUMNS = {"file": "file", "label": "label", "split": "split", "fold": "fold", "group": "patient", "image": "image"}
 
 
 def test_every_shipped_task_loads_with_prompt_ensembles():
@@ -142,3 +142,4 @@ def test_the_shared_mfiddr_sample_loads_with_patient_grouped_folds():
     labels = [item.label for item in dataset.items]
     assert len(labels) == 96 and labels.count(1) == 28  # grades 1 (20 images) and 3 (8 images)
     assert dataset.has_folds and {item.split for item in dataset.items} == {"test"}
+    assert dataset.has_groups and len({item.group for item in dataset.items}) == 12  # patients

@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--label-column", default="label")
     parser.add_argument("--split-column", default="split")
     parser.add_argument("--fold-column", default="fold")
+    parser.add_argument(
+        "--group-column",
+        default="patient",
+        help="the patient (or eye) of each image, where the data has it: images of one patient are not independent, "
+        "so confidence intervals resample whole patients (default patient)",
+    )
     parser.add_argument("--image-column", default="image")
     parser.add_argument("--hf-split", default="test", help="split of a `datasets` source (default test)")
     parser.add_argument("--synthetic-count", type=int, default=300, help="images for a `synthetic` source")
@@ -89,6 +95,7 @@ def load_datasets(specs: list[str], args: argparse.Namespace) -> list[EvalDatase
         "label": args.label_column,
         "split": args.split_column,
         "fold": args.fold_column,
+        "group": args.group_column,
         "image": args.image_column,
     }
     loaded = []

@@ -18,13 +18,15 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 @dataclass
 class EvalItem:
-    """One image to score: where it comes from, its class index, and its optional split and fold."""
+    """One image to score: where it comes from, its class index, and its optional split, fold and group (the
+    patient or eye it shows: images of one group are not independent)."""
 
     id: str
     image: Any  # a path, encoded bytes / `datasets` image dict, or a PIL image
     label: int
     split: str | None = None
     fold: int | None = None
+    group: str | None = None
 
 
 @dataclass
@@ -48,6 +50,10 @@ class EvalDataset:
     def has_folds(self) -> bool:
         return all(item.fold is not None for item in self.items)
 
+    @property
+    def has_groups(self) -> bool:
+        return all(item.group is not None for item in self.items)
+
 
 def from_folder(root: Path, task: ZeroShotTask, name: str) -> EvalDataset:
     """`root/<label>/**/<image>`: one subfolder per class label of the task."""
@@ -65,7 +71,7 @@ def from_folder(root: Path, task: ZeroShotTask, name: str) -> EvalDataset:
 
 
 def from_csv(path: Path, task: ZeroShotTask, name: str, columns: Mapping[str, str]) -> EvalDataset:
-    """Rows of `file,label[,split,fold]` (column names configurable); image paths are relative to the CSV."""
+    """Rows of `file,label[,split,fold,group]` (column names configurable); image paths are relative to the CSV."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         header = reader.fieldnames or []
@@ -80,6 +86,7 @@ def from_csv(path: Path, task: ZeroShotTask, name: str, columns: Mapping[str, st
             raise ValueError(f"{path}, row {number}: empty {columns['file']!r}")
         split = (row.get(columns["split"]) or "").strip() or None
         fold = (row.get(columns["fold"]) or "").strip()
+        group = (row.get(columns.get("group", "")) or "").strip() or None
         items.append(
             EvalItem(
                 file,
@@ -87,6 +94,7 @@ def from_csv(path: Path, task: ZeroShotTask, name: str, columns: Mapping[str, st
                 task.index(row[columns["label"]], f"{path}, row {number}: "),
                 split,
                 int(fold) if fold else None,
+                group,
             )
         )
     return EvalDataset(name, str(path), task, items)
@@ -108,7 +116,7 @@ def from_datasets(source: str, task: ZeroShotTask, name: str, columns: Mapping[s
     for index, row in enumerate(dataset):
         label = row[columns["label"]]
         label = names[label] if names is not None else label
-        fold = row.get(columns["fold"])
+        fold, group = row.get(columns["fold"]), row.get(columns.get("group", ""))
         items.append(
             EvalItem(
                 str(row.get("file_name") or index),
@@ -116,6 +124,7 @@ def from_datasets(source: str, task: ZeroShotTask, name: str, columns: Mapping[s
                 task.index(label, f"{source}[{index}]: "),
                 row.get(columns["split"]),
                 int(fold) if fold is not None else None,
+                str(group) if group is not None else None,
             )
         )
     return EvalDataset(name, source, task, items)

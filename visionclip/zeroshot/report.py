@@ -22,9 +22,15 @@ def metric():
 
 
 def score(
-    probs: np.ndarray, references: np.ndarray, ordinal: bool, bootstrap_samples: int = 1000, seed: int = 0
+    probs: np.ndarray,
+    references: np.ndarray,
+    ordinal: bool,
+    bootstrap_samples: int = 1000,
+    seed: int = 0,
+    groups: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Every metric (with bootstrap CIs) for class probabilities `(n, classes)` against true class indices."""
+    """Every metric (with bootstrap CIs) for class probabilities `(n, classes)` against true class indices; with
+    `groups` (the patient of each image) the bootstrap resamples patients."""
     return metric().compute(
         predictions=probs.argmax(1).tolist(),
         references=references.tolist(),
@@ -33,6 +39,7 @@ def score(
         ordinal=ordinal,
         bootstrap_samples=bootstrap_samples,
         seed=seed,
+        groups=groups,
     )
 
 

@@ -60,11 +60,12 @@ def evaluate_dataset(
         raise ValueError(f"{dataset.name}: no images in split {options.eval_split!r} (splits: {sorted(set(split))})")
     scored = f"split {options.eval_split!r}" if has_split else f"all images ({NO_SPLIT})"
     num_classes = len(dataset.task.labels)
-    runs: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}
+    groups = np.array([item.group for item in items]) if all(item.group is not None for item in items) else None
+    runs: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}  # mode -> probabilities, the scored rows, description
     if "zero-shot" in options.modes:
         runs["zero-shot"] = (
             class_probabilities(model, processor.tokenizer, dataset.task, vectors[test]),
-            y[test],
+            np.flatnonzero(test),
             scored,
         )
     if "few-shot" in options.modes:
@@ -81,7 +82,7 @@ def evaluate_dataset(
         probe_test[train] = False
         if len(train) and len(np.unique(y[train])) > 1 and probe_test.any():
             probs = fit_predict(x[train], y[train], x[probe_test], num_classes, options.probe_c)
-            runs["few-shot"] = (probs, y[probe_test], described)
+            runs["few-shot"] = (probs, np.flatnonzero(probe_test), described)
         else:
             reason = f"{described}, which leaves no two classes to train on"
             warnings.warn(f"{dataset.name}: no few-shot probe: {reason}", stacklevel=2)
@@ -89,11 +90,14 @@ def evaluate_dataset(
         folds = np.array([item.fold for item in items])
         runs["cross-validated"] = (
             cross_validated(x, y, folds, num_classes, options.probe_c),
-            y,
+            np.arange(len(items)),
             "all images, each fold scored by a probe trained on the others",
         )
     entries, raw = [], {}
-    for mode, (probs, references, described) in runs.items():
+    for mode, (probs, rows, described) in runs.items():
+        references, row_groups = y[rows], None if groups is None else groups[rows].tolist()
+        if row_groups is not None:
+            described += f"; confidence intervals resample the {len(set(row_groups))} groups (patients), not images"
         entry = {
             "model": model_name,
             "dataset": dataset.name,
@@ -103,7 +107,7 @@ def evaluate_dataset(
             "evaluated_on": described,
             "labels": list(dataset.task.labels),
             "source": dataset.source,
-            "metrics": score(probs, references, dataset.task.ordinal, options.bootstrap, options.seed),
+            "metrics": score(probs, references, dataset.task.ordinal, options.bootstrap, options.seed, row_groups),
             "unreadable": [{"image": image, "error": error} for image, error in embedded.failures],
         }
         entries.append(entry)

@@ -41,9 +41,12 @@ Args:
     bootstrap_samples (`int`): resamples for the confidence intervals (0 disables them).
     confidence_level (`float`): default 0.95.
     seed (`int`): bootstrap seed.
+    groups (`list`, optional): the patient (or eye) each image belongs to. Images of one patient are not independent,
+        so the bootstrap then resamples whole groups (a cluster bootstrap) instead of images.
 Returns:
     accuracy, balanced_accuracy, macro_f1, auroc (or None), quadratic_kappa (ordinal only), `<metric>_ci` pairs,
-    per_class (list of dicts: class, precision, recall, f1, support, auroc), confusion_matrix, num_samples.
+    per_class (list of dicts: class, precision, recall, f1, support, auroc), confusion_matrix, num_samples,
+    num_groups (with `groups`).
 """
 
 
@@ -106,8 +109,11 @@ class FundusClassification(evaluate.Metric):
         bootstrap_samples=1000,
         confidence_level=0.95,
         seed=0,
+        groups=None,
     ):
         predictions, references = np.asarray(predictions), np.asarray(references)
+        if groups is not None and len(groups) != len(references):
+            raise ValueError(f"groups has {len(groups)} entries for {len(references)} samples")
         scores = None if prediction_scores is None else np.asarray(prediction_scores, dtype=np.float64)
         inferred = int(max(predictions.max(initial=0), references.max(initial=0))) + 1
         num_classes = num_classes or (scores.shape[1] if scores is not None else inferred)
@@ -118,7 +124,15 @@ class FundusClassification(evaluate.Metric):
         result = point_metrics(predictions, references, scores, num_classes, ordinal)
         result.update(
             bootstrap_intervals(
-                predictions, references, scores, num_classes, ordinal, bootstrap_samples, confidence_level, seed
+                predictions,
+                references,
+                scores,
+                num_classes,
+                ordinal,
+                bootstrap_samples,
+                confidence_level,
+                seed,
+                resampling_units(groups, len(references)),
             )
         )
         precision, recall, f1, support = precision_recall_fscore_support(
@@ -140,17 +154,30 @@ class FundusClassification(evaluate.Metric):
             references, predictions, labels=list(range(num_classes))
         ).tolist()
         result["num_samples"] = int(len(references))
+        if groups is not None:
+            result["num_groups"] = len(set(groups))
         return result
 
 
-def bootstrap_intervals(predictions, references, scores, num_classes, ordinal, samples, level, seed) -> dict:
-    """Percentile bootstrap: resample images with replacement, recompute every metric."""
+def resampling_units(groups, count: int) -> list[np.ndarray]:
+    """The indices the bootstrap draws together: one image each, or every image of a group."""
+    if groups is None:
+        return [np.array([i]) for i in range(count)]
+    members: dict = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    return [np.array(indices) for indices in members.values()]
+
+
+def bootstrap_intervals(predictions, references, scores, num_classes, ordinal, samples, level, seed, units) -> dict:
+    """Percentile bootstrap: resample units (images, or groups of images) with replacement, recompute every
+    metric."""
     if not samples:
         return {}
     rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {}
     for _ in range(samples):
-        index = rng.integers(0, len(references), len(references))
+        index = np.concatenate([units[i] for i in rng.integers(0, len(units), len(units))])
         with warnings.catch_warnings():  # a resample may miss a class; the metric is then skipped or partial
             warnings.simplefilter("ignore")
             resampled = point_metrics(
