@@ -111,6 +111,15 @@ COLUMNS: tuple[Column, ...] = (
         "free-text diagnostic advice in Chinese; can disagree with the flags",
         required=False,
     ),
+    Column(
+        "media_haze",
+        "grade",
+        "media haze grade of the photograph (0 clear, 1 mild, 2 moderate, 3 dense); written by the project's "
+        "generator, not a SynFundus-1M column (its rows leave it empty and their captions do not state haze)",
+        required=False,
+        minimum=0,
+        maximum=3,
+    ),
 )
 
 COLUMNS_BY_NAME: dict[str, Column] = {column.name: column for column in COLUMNS}
@@ -146,6 +155,8 @@ LESION_FINDINGS: frozenset[str] = frozenset(
     {"is_amd", "is_crp", "is_dme", "is_em", "is_mh", "is_htr", "is_rvo", "is_treated"}
 )
 MACULAR_FINDINGS: frozenset[str] = frozenset({"is_amd", "is_crp", "is_dme", "is_em", "is_mh"})
+# The optional column whose value a caption states as the photograph's haze degree, when a record has it.
+HAZE_COLUMN = "media_haze"
 
 # The label vector: the label columns a caption depends on, in the order of the `labels` tensor a training batch
 # carries (two records that agree on these get equivalent captions).

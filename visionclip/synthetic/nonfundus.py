@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .camera import CameraSettings, expose
+from .camera import CameraSettings
+from .exposure import expose
 from .canvas import Canvas, ellipse, polygon
 from .geometry import FundusGeometry
 from .textures import random_fractal
