@@ -58,6 +58,7 @@ class CameraSettings:
     dust: int
     colour_cast: str = "neutral"
     rim_tint: float = 0.0
+    red_to_green: float = 0.0
     tilt: float = 0.0
     tilt_angle: float = 0.0
     haze_grade: int = 0
@@ -110,8 +111,8 @@ def _white_balance(rng: np.random.Generator, cast: str) -> tuple[float, float, f
             np.clip(1.0 + 0.16 * rng.normal() - 0.05 * warm, 0.78, 1.6),
         ]
     )
-    if cast == "yellow_green":  # much less red against green: the olive CSDI photographs
-        balance *= (rng.uniform(0.72, 0.88), rng.uniform(1.45, 1.9), rng.uniform(1.1, 1.6))
+    if cast == "yellow_green":  # less red, and red light leaking into green (see `red_to_green`): olive CSDI
+        balance *= (rng.uniform(0.84, 0.94), rng.uniform(0.7, 0.85), rng.uniform(1.0, 1.4))
     return float(balance[0]), float(balance[1]), float(balance[2])
 
 
@@ -147,6 +148,7 @@ def sample_camera(rng: np.random.Generator, degradation: str | None = None) -> C
     tilt = _maybe(rng, "illumination_tilt", 0.15, 0.45)
     tilt_angle = float(rng.uniform(0, 2 * np.pi))
     rim_tint = float(rng.uniform(0.3, 0.6)) if cast == "green_rim" else 0.0
+    red_to_green = float(rng.uniform(0.3, 0.5)) if cast == "yellow_green" else 0.0
     eyelashes = 0
     dust = int(rng.integers(1, 5)) if rng.random() < EFFECT_RATES["dust"] else 0
     if degradation == "heavy_blur":
@@ -180,6 +182,7 @@ def sample_camera(rng: np.random.Generator, degradation: str | None = None) -> C
         dust=dust,
         colour_cast=cast,
         rim_tint=rim_tint,
+        red_to_green=red_to_green,
         tilt=tilt,
         tilt_angle=tilt_angle,
         haze_grade=haze_grade,

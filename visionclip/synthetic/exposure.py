@@ -157,11 +157,15 @@ def expose(canvas: Canvas, geom: FundusGeometry, settings: CameraSettings, rng: 
     flare = _flare(geom, settings, rho2, rng) * alpha if settings.edge_flare > 0 else None
     reflex = _flash_reflex(geom, settings, rng) * alpha if settings.flash_reflex > 0 else None
     noise = random_pixel_noise(size, rng)
-    roll_off = settings.degradation != "overexposed" and float(gains.max()) > 1.2
+    roll_off = settings.degradation != "overexposed" and (float(gains.max()) > 1.2 or settings.red_to_green > 0)
+    for c in range(3):
+        canvas.rgb[c] *= light * gains[c]
+    if settings.red_to_green > 0:  # a yellow-green cast: part of the red reflectance is recorded as green
+        canvas.rgb[1] += settings.red_to_green * canvas.rgb[0]
+        canvas.rgb[2] += 0.15 * settings.red_to_green * canvas.rgb[0]
     planes = []
     for c in range(3):
         plane = canvas.rgb[c]
-        plane *= light * gains[c]
         if rim is not None:
             plane += rim * (RIM_TINT_COLOUR[c] * settings.gain - plane)
         if field_spread is not None:  # light scattered by cloudy media: detail washes into a smooth glow
