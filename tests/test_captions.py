@@ -83,7 +83,8 @@ def test_no_negative_label_is_claimed():
 def test_quality_statements_follow_readability_columns():
     for record in RECORDS:
         parts = CAPTIONER.parts(record, epoch=1)
-        quality = {p.concept for p in parts if p.polarity == "quality"}
+        haze = {concept.id for concept in KNOWLEDGE.concepts_for_column("media_haze")}  # tested below
+        quality = {p.concept for p in parts if p.polarity == "quality"} - haze
         unreadable = {concept_for(c).id for c in READABILITY_COLUMNS if not record[c]}
         assert unreadable <= quality
         assert quality - unreadable <= ({"good_quality"} if not unreadable else set())
@@ -184,3 +185,57 @@ def test_advice_passes_through_only_when_asked():
     assert Captioner(include_advice=True)(record).endswith("疑似青光眼")
     with pytest.raises(ValueError, match="negative_probability"):
         Captioner(negative_probability=2.0)
+
+
+HAZE_PHRASES = {grade: ("clear_media", "mild_haze", "moderate_haze", "severe_haze")[grade] for grade in range(4)}
+
+
+def haze_phrases_in(text: str) -> set[int]:
+    """The haze grades whose phrases a caption uses."""
+    return {
+        grade for grade, concept in HAZE_PHRASES.items() if any(mentions(text, p) for p in KNOWLEDGE.phrases(concept))
+    }
+
+
+@pytest.mark.parametrize("grade", [1, 2, 3])
+def test_captions_state_the_media_haze_grade(grade):
+    for index, record in enumerate(r for r in RECORDS if r["is_fundus"]):
+        record = dict(record, media_haze=grade)
+        if grade == 3:
+            record.update(is_retinal_region_readable=0, is_macular_readable=0)
+        for epoch in range(2):
+            text = CAPTIONER(record, epoch)
+            assert haze_phrases_in(text) == {grade}, (index, epoch, text)
+
+
+def test_clear_media_is_stated_sometimes_and_never_as_haze():
+    stated = 0
+    for record in (dict(r, media_haze=0) for r in RECORDS if r["is_fundus"]):
+        found = haze_phrases_in(CAPTIONER(record, 0))
+        assert found <= {0}
+        stated += bool(found)
+    assert 0.15 < stated / sum(r["is_fundus"] for r in RECORDS) < 0.5
+
+
+def test_a_record_without_media_haze_captions_as_a_synfundus_row():
+    """A converted SynFundus-1M row has no `media_haze` (missing or empty): its caption states no haze degree and
+    is the caption the record gets with the column absent."""
+    for record in RECORDS[:100]:
+        row = {name: value for name, value in record.items() if name != "media_haze"}
+        for epoch in range(2):
+            text = CAPTIONER(row, epoch)
+            assert haze_phrases_in(text) == set()
+            assert CAPTIONER(dict(row, media_haze=None), epoch) == text
+            assert CAPTIONER(dict(row, media_haze=float("nan")), epoch) == text
+
+
+def test_haze_statements_claim_no_label_fact():
+    record = dict(next(r for r in RECORDS if r["is_fundus"] and r["is_retinal_region_readable"]), media_haze=2)
+    without = {name: value for name, value in record.items() if name != "media_haze"}
+    for epoch in range(4):
+        parts = CAPTIONER.parts(record, epoch)
+        assert any(part.concept == "moderate_haze" for part in parts)
+        assert CAPTIONER.claimed_facts(parts) == CAPTIONER.claimed_facts(
+            [part for part in parts if part.concept != "moderate_haze"]
+        )
+    assert haze_phrases_in(CAPTIONER(without, 0)) == set()

@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from .camera import CameraSettings
-from .exposure import expose
 from .canvas import Canvas, ellipse, polygon
+from .exposure import expose
 from .geometry import FundusGeometry
 from .textures import random_fractal
 
