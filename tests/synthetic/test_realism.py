@@ -14,6 +14,7 @@ from visionclip.synthetic.camera import (
     HAZE_GRADE_SHARES,
     HAZE_SCATTER,
     HAZE_VEIL,
+    RED_TO_GREEN,
     YELLOW_GREEN_SHARE,
     quality_score,
     sample_camera,
@@ -71,10 +72,9 @@ def test_colour_casts_follow_their_shares(cameras):
         assert within_rate(sum(c.colour_cast == "yellow_green" for c in group), len(group), share)
         assert within_rate(sum(c.colour_cast == "green_rim" for c in group), len(group), GREEN_RIM_SHARE)
     for settings in cameras:
-        assert (settings.red_to_green > 0) == (settings.colour_cast == "yellow_green")
+        low, high = RED_TO_GREEN[settings.colour_cast]
+        assert low <= settings.red_to_green <= high and (settings.red_to_green > 0) == (high > 0)
         assert (settings.rim_tint > 0) == (settings.colour_cast == "green_rim")
-        if settings.colour_cast == "yellow_green":
-            assert 0.3 <= settings.red_to_green < 0.5
 
 
 @pytest.mark.parametrize(

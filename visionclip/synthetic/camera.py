@@ -22,10 +22,12 @@ HAZE_VEIL = {1: (0.06, 0.14), 2: (0.14, 0.26), 3: (0.3, 0.45)}
 HAZE_SCATTER = {1: (0.25, 0.45), 2: (0.5, 0.7), 3: (0.75, 0.92)}
 HAZE_BLUR = {1: (0.8, 1.4), 2: (1.6, 2.6), 3: (3.5, 6.0)}
 # Colour casts of different cameras: neutral (HRF-like orange-red), yellow-green (CSDI-like, more often through
-# haze), a green-cyan periphery (Zeiss-like, MFIDDR).
+# haze), yellow-orange with a green-cyan periphery (Zeiss-like, MFIDDR). Part of the red reflectance recorded as
+# green (`red_to_green`) makes the olive and yellow tones; the ranges per cast:
+RED_TO_GREEN = {"neutral": (0.03, 0.12), "yellow_green": (0.3, 0.5), "green_rim": (0.12, 0.28)}
 COLOUR_CASTS: tuple[str, ...] = ("neutral", "yellow_green", "green_rim")
 YELLOW_GREEN_SHARE = (0.15, 0.5)  # clear media, hazy media
-GREEN_RIM_SHARE = 0.15
+GREEN_RIM_SHARE = 0.2
 EFFECT_RATES = {
     "defocus": 0.6,
     "motion_blur": 0.06,
@@ -130,7 +132,7 @@ def sample_camera(rng: np.random.Generator, degradation: str | None = None) -> C
     haze_grade = _haze_grade(rng, degradation)
     cast = _colour_cast(rng, haze_grade)
     white_balance = _white_balance(rng, cast)
-    gain = float(np.clip(rng.normal(0.97, 0.11), 0.62, 1.3))
+    gain = float(np.clip(rng.normal(0.98, 0.1), 0.72, 1.3))
     haze = float(rng.uniform(*HAZE_VEIL[haze_grade])) if haze_grade else 0.0
     scatter = float(rng.uniform(*HAZE_SCATTER[haze_grade])) if haze_grade else 0.0
     haze_blur = float(rng.uniform(*HAZE_BLUR[haze_grade])) if haze_grade else 0.0
@@ -140,7 +142,7 @@ def sample_camera(rng: np.random.Generator, degradation: str | None = None) -> C
     motion_blur = _maybe(rng, "motion_blur", 3.0, 8.0)
     motion_angle = float(rng.uniform(0, np.pi))
     capture_scale = 1.0 - _maybe(rng, "low_resolution", 0.4, 0.7)
-    noise = float(rng.uniform(0.004, 0.016)) * (1.8 if gain < 0.8 else 1.0)  # dim images: higher sensor gain
+    noise = float(rng.uniform(0.004, 0.016)) * (1.8 if gain < 0.85 else 1.0)  # dim images: higher sensor gain
     jpeg = int(rng.integers(30, 86)) if rng.random() < EFFECT_RATES["jpeg"] else None
     flare = _maybe(rng, "edge_flare", 0.2, 0.7)
     flare_colour = ((1.0, 0.95, 1.0), (0.8, 1.0, 1.0), (1.0, 0.95, 0.45))[int(rng.integers(3))]
@@ -148,7 +150,7 @@ def sample_camera(rng: np.random.Generator, degradation: str | None = None) -> C
     tilt = _maybe(rng, "illumination_tilt", 0.15, 0.45)
     tilt_angle = float(rng.uniform(0, 2 * np.pi))
     rim_tint = float(rng.uniform(0.3, 0.6)) if cast == "green_rim" else 0.0
-    red_to_green = float(rng.uniform(0.3, 0.5)) if cast == "yellow_green" else 0.0
+    red_to_green = float(rng.uniform(*RED_TO_GREEN[cast]))
     eyelashes = 0
     dust = int(rng.integers(1, 5)) if rng.random() < EFFECT_RATES["dust"] else 0
     if degradation == "heavy_blur":

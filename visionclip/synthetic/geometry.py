@@ -233,7 +233,7 @@ def _sample_field(rng: np.random.Generator, size: int, shape: str) -> tuple[np.n
     elif shape == "small":
         radius = size * rng.uniform(0.30, 0.40)
     elif shape == "partial":
-        radius = size * rng.uniform(0.53, 0.62)
+        radius = size * rng.uniform(0.53, 0.6)
     elif shape == "off_centre":
         radius = size * rng.uniform(0.42, 0.47)
         angle = rng.uniform(0, 2 * np.pi)
