@@ -3,6 +3,8 @@ rate and within its stated range, shows in the pixels, and changes no label."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,8 @@ from visionclip.synthetic.camera import (
     quality_score,
     sample_camera,
 )
+from visionclip.synthetic.canvas import Canvas
+from visionclip.synthetic.exposure import expose
 from visionclip.synthetic.geometry import FIELD_SHAPES, sample_geometry
 
 from .conftest import only
@@ -151,6 +155,7 @@ def test_camera_effects_change_no_label(monkeypatch, small_size):
 def green_detail(image, field: np.ndarray) -> float:
     """Fine green-channel detail inside the field: mean absolute difference between neighbouring pixels."""
     green = np.asarray(image, dtype=np.float32)[..., 1]
+    field = field & np.roll(field, 3, 1) & np.roll(field, -3, 1)  # away from the field's edge
     inside = field[:, 1:] & field[:, :-1]
     return float(np.abs(np.diff(green, axis=1))[inside].mean())
 
@@ -174,3 +179,92 @@ def test_media_opacity_is_an_unreadable_dense_haze(small_size):
         assert record["media_haze"] == 3 and record["retinal_region_quality_score"] <= 3
         assert record["is_retinal_region_readable"] == 0 and record["is_macular_readable"] == 0
         assert record["is_optic_disc_readable"] == 1
+
+
+def clean_settings() -> camera.CameraSettings:
+    """Camera settings with every optional effect off (neutral colour, no haze, blur, noise, flare, JPEG)."""
+    base = sample_camera(np.random.default_rng(11))
+    return replace(
+        base,
+        white_balance=(1.0, 1.0, 1.0),
+        gain=1.0,
+        gamma=1.0,
+        colour_cast="neutral",
+        red_to_green=0.0,
+        rim_tint=0.0,
+        tilt=0.0,
+        haze=0.0,
+        haze_grade=0,
+        haze_scatter=0.0,
+        haze_blur=0.0,
+        blur=0.0,
+        motion_blur=0.0,
+        capture_scale=1.0,
+        noise=0.0,
+        jpeg_quality=None,
+        edge_flare=0.0,
+        flash_reflex=0.0,
+        dust=0,
+        eyelashes=0,
+    )
+
+
+def photograph(settings: camera.CameraSettings, size: int = 192) -> tuple[np.ndarray, geometry.FundusGeometry]:
+    """A fixed orange fundus with thin dark vessel-like stripes, photographed with ``settings``."""
+    geom = replace(sample_geometry(np.random.default_rng(1), size, "right"), notch_angle=None)
+    canvas = Canvas(size)
+    stripes = (np.arange(size) % 9 < 2)[None, :]
+    for c, level in enumerate((0.75, 0.28, 0.12)):
+        canvas.rgb[c] = np.where(stripes, level * 0.5, level)
+    return np.asarray(expose(canvas, geom, settings, np.random.default_rng(0)), np.float32), geom
+
+
+def centre_and_rim(pixels: np.ndarray, geom: geometry.FundusGeometry) -> tuple[np.ndarray, np.ndarray]:
+    ys, xs = np.mgrid[: geom.size, : geom.size]
+    rho = np.hypot(xs - geom.centre[0], ys - geom.centre[1]) / geom.radius
+    return pixels[rho < 0.3].mean(0), pixels[(rho > 0.8) & (rho < 0.95)].mean(0)
+
+
+def brightest_centre(pixels: np.ndarray, geom: geometry.FundusGeometry) -> float:
+    ys, xs = np.mgrid[: geom.size, : geom.size]
+    central = np.hypot(xs - geom.centre[0], ys - geom.centre[1]) < 0.5 * geom.radius
+    return float(pixels[central].sum(1).max())
+
+
+def detail(pixels: np.ndarray, geom: geometry.FundusGeometry) -> float:
+    return green_detail(pixels, geom.field_mask)
+
+
+@pytest.mark.parametrize(
+    ("change", "shows"),
+    [
+        ({"motion_blur": 6.0, "motion_angle": 0.0}, lambda new, old, g: detail(new, g) < 0.8 * detail(old, g)),
+        ({"capture_scale": 0.45}, lambda new, old, g: detail(new, g) < 0.9 * detail(old, g)),
+        ({"blur": 0.9}, lambda new, old, g: detail(new, g) < 0.9 * detail(old, g)),
+        ({"flash_reflex": 0.5}, lambda new, old, g: brightest_centre(new, g) > brightest_centre(old, g) + 40),
+        (
+            {"red_to_green": 0.4, "colour_cast": "yellow_green"},
+            lambda new, old, g: new[g.field_mask, 1].mean() > old[g.field_mask, 1].mean() + 20,
+        ),
+        (
+            {"rim_tint": 0.5, "colour_cast": "green_rim"},
+            lambda new, old, g: (
+                centre_and_rim(new, g)[1][1] > centre_and_rim(old, g)[1][1] + 5
+                and np.allclose(centre_and_rim(new, g)[0], centre_and_rim(old, g)[0], atol=1)
+            ),
+        ),
+        (
+            {"tilt": 0.4, "tilt_angle": 0.0},  # darker towards +x
+            lambda new, old, g: new[g.field_mask][:, 0].mean() < old[g.field_mask][:, 0].mean() - 10,
+        ),
+        ({"noise": 0.03}, lambda new, old, g: np.abs(new - old)[g.field_mask].mean() > 2),
+        ({"jpeg_quality": 30}, lambda new, old, g: 0 < np.abs(new - old)[g.field_mask].mean() < 10),
+        ({"edge_flare": 0.6}, lambda new, old, g: new[g.field_mask].max(1).mean() > old[g.field_mask].max(1).mean()),
+    ],
+)
+def test_each_camera_effect_shows_in_the_pixels(change, shows):
+    old, geom = photograph(clean_settings())
+    new, _ = photograph(replace(clean_settings(), **change))
+    assert shows(new, old, geom), change
+    if not {"motion_blur", "capture_scale", "blur", "jpeg_quality"} & set(change):  # (these spread the rim)
+        assert new[geom.field_alpha == 0].max() <= 3, change  # an added light stays inside the field
