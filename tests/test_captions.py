@@ -113,6 +113,8 @@ def record_facts(record: dict) -> set[str]:
     facts = {f"dr_grade={record['dr_grade']}"} if record["dr_grade"] else set()
     facts |= {c for c in FINDING_COLUMNS if record[c]}
     facts |= {f"{c}=0" for c in READABILITY_COLUMNS if not record[c]}
+    if record.get("media_haze"):
+        facts.add(f"media_haze={record['media_haze']}")
     flags = ("is_abnormal", "has_lesion", "is_dm", "is_md")
     if not record["dr_grade"] and not any(record[c] for c in (*FINDING_COLUMNS, *flags)):
         facts.add("normal")
@@ -229,13 +231,17 @@ def test_a_record_without_media_haze_captions_as_a_synfundus_row():
             assert CAPTIONER(dict(row, media_haze=float("nan")), epoch) == text
 
 
-def test_haze_statements_claim_no_label_fact():
-    record = dict(next(r for r in RECORDS if r["is_fundus"] and r["is_retinal_region_readable"]), media_haze=2)
-    without = {name: value for name, value in record.items() if name != "media_haze"}
-    for epoch in range(4):
-        parts = CAPTIONER.parts(record, epoch)
-        assert any(part.concept == "moderate_haze" for part in parts)
-        assert CAPTIONER.claimed_facts(parts) == CAPTIONER.claimed_facts(
-            [part for part in parts if part.concept != "moderate_haze"]
-        )
-    assert haze_phrases_in(CAPTIONER(without, 0)) == set()
+@pytest.mark.parametrize("grade", [0, 1, 2, 3])
+def test_haze_statements_claim_their_grade(grade):
+    """A hazy statement asserts its grade's fact; "a clear view" denies every hazy grade; with each record's haze
+    grade the claims stay true of the record."""
+    haze_facts = {f"media_haze={g}" for g in (1, 2, 3)}
+    for record in (dict(r, media_haze=grade) for r in RECORDS if r["is_fundus"] and r["is_retinal_region_readable"]):
+        for epoch in range(2):
+            parts = CAPTIONER.parts(record, epoch)
+            flags = CAPTIONER.claimed_facts(parts)
+            asserted = {FACTS[i] for i, flag in enumerate(flags[: len(FACTS)]) if flag} & haze_facts
+            denied = {FACTS[i] for i, flag in enumerate(flags[len(FACTS) :]) if flag} & haze_facts
+            stated = any(part.concept in HAZE_PHRASES.values() for part in parts)
+            assert asserted == ({f"media_haze={grade}"} if grade else set())
+            assert denied == (haze_facts if grade == 0 and stated else set())

@@ -14,10 +14,19 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .knowledge import Concept, KnowledgeBase, load_knowledge_base
-from .schema import FACTS, FINDING_COLUMNS, HAZE_COLUMN, LESION_FINDINGS, MACULAR_FINDINGS, READABILITY_COLUMNS
+from .schema import (
+    FACTS,
+    FINDING_COLUMNS,
+    HAZE_COLUMN,
+    HAZE_GRADES,
+    LESION_FINDINGS,
+    MACULAR_FINDINGS,
+    READABILITY_COLUMNS,
+)
 from .seeding import stable_seed
 
 _GRADE_FACTS = tuple(index for index, fact in enumerate(FACTS) if fact.startswith("dr_grade="))
+_HAZE_FACTS = tuple(FACTS.index(f"{HAZE_COLUMN}={grade}") for grade in HAZE_GRADES)
 CLEAR_MEDIA_PROBABILITY = 0.3  # how often a caption says the view is clear (hazy media are always stated)
 GOOD_QUALITY_PROBABILITY = 0.2
 
@@ -170,7 +179,12 @@ class Captioner:
         """`2 * len(FACTS)` 0/1 flags: which facts the statements assert, then which they deny."""
         flags = [0] * (2 * len(FACTS))
         for part in parts:
-            facts = self._concept_facts(self.knowledge.concepts[part.concept])
+            concept = self.knowledge.concepts[part.concept]
+            if concept.column == HAZE_COLUMN and not concept.grade:  # "a clear view" denies every hazy grade
+                for index in _HAZE_FACTS:
+                    flags[len(FACTS) + index] = 1
+                continue
+            facts = self._concept_facts(concept)
             if part.polarity != "absent" and len(facts) > 1:
                 continue  # "some DR" asserts one of several facts: nothing a single flag can check
             offset = len(FACTS) if part.polarity == "absent" else 0
@@ -189,6 +203,8 @@ class Captioner:
             return (FACTS.index(f"dr_grade={concept.grade}"),)
         if concept.column in FINDING_COLUMNS:
             return (FACTS.index(concept.column),)
+        if concept.column == HAZE_COLUMN and concept.grade:
+            return (FACTS.index(f"{HAZE_COLUMN}={concept.grade}"),)
         if concept.column in READABILITY_COLUMNS and concept.absent_value:
             return (FACTS.index(f"{concept.column}=0"),)
         return ()
