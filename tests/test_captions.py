@@ -83,7 +83,8 @@ def test_no_negative_label_is_claimed():
 def test_quality_statements_follow_readability_columns():
     for record in RECORDS:
         parts = CAPTIONER.parts(record, epoch=1)
-        quality = {p.concept for p in parts if p.polarity == "quality"}
+        haze = {concept.id for concept in KNOWLEDGE.concepts_for_column("media_haze")}  # tested below
+        quality = {p.concept for p in parts if p.polarity == "quality"} - haze
         unreadable = {concept_for(c).id for c in READABILITY_COLUMNS if not record[c]}
         assert unreadable <= quality
         assert quality - unreadable <= ({"good_quality"} if not unreadable else set())
@@ -112,6 +113,8 @@ def record_facts(record: dict) -> set[str]:
     facts = {f"dr_grade={record['dr_grade']}"} if record["dr_grade"] else set()
     facts |= {c for c in FINDING_COLUMNS if record[c]}
     facts |= {f"{c}=0" for c in READABILITY_COLUMNS if not record[c]}
+    if record.get("media_haze"):
+        facts.add(f"media_haze={record['media_haze']}")
     flags = ("is_abnormal", "has_lesion", "is_dm", "is_md")
     if not record["dr_grade"] and not any(record[c] for c in (*FINDING_COLUMNS, *flags)):
         facts.add("normal")
@@ -184,3 +187,61 @@ def test_advice_passes_through_only_when_asked():
     assert Captioner(include_advice=True)(record).endswith("疑似青光眼")
     with pytest.raises(ValueError, match="negative_probability"):
         Captioner(negative_probability=2.0)
+
+
+HAZE_PHRASES = {grade: ("clear_media", "mild_haze", "moderate_haze", "severe_haze")[grade] for grade in range(4)}
+
+
+def haze_phrases_in(text: str) -> set[int]:
+    """The haze grades whose phrases a caption uses."""
+    return {
+        grade for grade, concept in HAZE_PHRASES.items() if any(mentions(text, p) for p in KNOWLEDGE.phrases(concept))
+    }
+
+
+@pytest.mark.parametrize("grade", [1, 2, 3])
+def test_captions_state_the_media_haze_grade(grade):
+    for index, record in enumerate(r for r in RECORDS if r["is_fundus"]):
+        record = dict(record, media_haze=grade)
+        if grade == 3:
+            record.update(is_retinal_region_readable=0, is_macular_readable=0)
+        for epoch in range(2):
+            text = CAPTIONER(record, epoch)
+            assert haze_phrases_in(text) == {grade}, (index, epoch, text)
+
+
+def test_clear_media_is_stated_sometimes_and_never_as_haze():
+    stated = 0
+    for record in (dict(r, media_haze=0) for r in RECORDS if r["is_fundus"]):
+        found = haze_phrases_in(CAPTIONER(record, 0))
+        assert found <= {0}
+        stated += bool(found)
+    assert 0.15 < stated / sum(r["is_fundus"] for r in RECORDS) < 0.5
+
+
+def test_a_record_without_media_haze_captions_as_a_synfundus_row():
+    """A converted SynFundus-1M row has no `media_haze` (missing or empty): its caption states no haze degree and
+    is the caption the record gets with the column absent."""
+    for record in RECORDS[:100]:
+        row = {name: value for name, value in record.items() if name != "media_haze"}
+        for epoch in range(2):
+            text = CAPTIONER(row, epoch)
+            assert haze_phrases_in(text) == set()
+            assert CAPTIONER(dict(row, media_haze=None), epoch) == text
+            assert CAPTIONER(dict(row, media_haze=float("nan")), epoch) == text
+
+
+@pytest.mark.parametrize("grade", [0, 1, 2, 3])
+def test_haze_statements_claim_their_grade(grade):
+    """A hazy statement asserts its grade's fact; "a clear view" denies every hazy grade; with each record's haze
+    grade the claims stay true of the record."""
+    haze_facts = {f"media_haze={g}" for g in (1, 2, 3)}
+    for record in (dict(r, media_haze=grade) for r in RECORDS if r["is_fundus"] and r["is_retinal_region_readable"]):
+        for epoch in range(2):
+            parts = CAPTIONER.parts(record, epoch)
+            flags = CAPTIONER.claimed_facts(parts)
+            asserted = {FACTS[i] for i, flag in enumerate(flags[: len(FACTS)]) if flag} & haze_facts
+            denied = {FACTS[i] for i, flag in enumerate(flags[len(FACTS) :]) if flag} & haze_facts
+            stated = any(part.concept in HAZE_PHRASES.values() for part in parts)
+            assert asserted == ({f"media_haze={grade}"} if grade else set())
+            assert denied == (haze_facts if grade == 0 and stated else set())

@@ -14,6 +14,7 @@ import pytest
 from huggingface_hub import DatasetCard
 from PIL import Image
 
+from visionclip.captions import Captioner
 from visionclip.cli import convert as convert_synfundus
 from visionclip.schema import COLUMN_NAMES, LABEL_COLUMNS
 from visionclip.synthetic.labels import resolve_prevalence
@@ -89,11 +90,29 @@ def test_round_trip_keeps_good_rows_intact_and_reports_bad_ones(planted_release,
         original = source[row["file_name"]]
         on_disk = np.asarray(Image.open(folder / "images" / row["file_name"]).convert("RGB"))
         np.testing.assert_array_equal(np.asarray(row["image"].convert("RGB")), on_disk)
-        for column in LABEL_COLUMNS:
-            assert row[column] == int(original[column]), column
+        for column in LABEL_COLUMNS:  # an empty optional cell (media_haze of a non-fundus frame) stays empty
+            assert row[column] == (int(original[column]) if original[column] else None), column
         assert row["eyes_side"] == original["eyes_side"] and row["file_md5"] == original["file_md5"]
     card = DatasetCard.load(out / "README.md")
     assert card.data.license == "cc-by-nc-sa-4.0" and "rejected" in card.text
+
+
+def test_a_release_without_the_generator_columns_converts_and_captions_without_haze(clean_release, tmp_path: Path):
+    """SynFundus-1M's own metadata has no `media_haze`: the conversion succeeds, leaves the column empty, and the
+    captions of its rows state no haze degree."""
+    folder = tmp_path / "synfundus-like"
+    shutil.copytree(clean_release, folder)
+    rows = read_metadata(folder)
+    write_metadata(folder, rows, columns=[name for name in COLUMN_NAMES if name != "media_haze"])
+    out = tmp_path / "converted"
+    assert convert_synfundus.main([str(folder), str(out), "--workers", "1"]) == 0
+    converted = datasets.load_dataset("parquet", data_files=str(out / "data" / "*.parquet"), split="train")
+    assert len(converted) == ROWS and set(converted["media_haze"]) == {None}
+    captioner = Captioner()
+    hazy_words = [p for c in captioner.knowledge.concepts_for_column("media_haze") for p in c.phrases]
+    for row in converted.remove_columns("image"):
+        caption = captioner(row)
+        assert not any(phrase in caption for phrase in hazy_words), caption
 
 
 def test_interrupted_conversion_resumes_without_rewriting_complete_shards(clean_release, tmp_path: Path):

@@ -78,15 +78,9 @@ def test_unknown_loss_is_named():
 
 
 def record_labels(n: int = 8) -> torch.Tensor:
-    """Label rows in `CAPTIONED_COLUMNS` order: readable images with DR grade i % 3 and glaucoma on every 4th."""
-    from visionclip.schema import CAPTIONED_COLUMNS
-
-    labels = torch.zeros(n, len(CAPTIONED_COLUMNS), dtype=torch.long)
-    for column in ("is_fundus", "is_macular_readable", "is_optic_disc_readable", "is_retinal_region_readable"):
-        labels[:, CAPTIONED_COLUMNS.index(column)] = 1
-    labels[:, CAPTIONED_COLUMNS.index("dr_grade")] = torch.arange(n) % 3
-    labels[:, CAPTIONED_COLUMNS.index("is_gc")] = (torch.arange(n) % 4 == 0).long()
-    return labels
+    """Label rows in `LABEL_VECTOR_COLUMNS` order: readable images with DR grade i % 3, glaucoma on every 4th and no
+    haze grade (as SynFundus-1M rows)."""
+    return torch.stack([record(dr_grade=i % 3, is_gc=int(i % 4 == 0)) for i in range(n)])
 
 
 def _rank_worker(rank: int, world: int, init_file: str, name: str, results) -> None:
@@ -125,14 +119,16 @@ def test_two_process_loss_equals_single_process_loss_on_the_combined_batch(name)
 
 
 def record(**values) -> torch.Tensor:
-    """One label row in `CAPTIONED_COLUMNS` order: a readable fundus photograph with the given labels."""
-    from visionclip.schema import CAPTIONED_COLUMNS
+    """One label row in `LABEL_VECTOR_COLUMNS` order: a readable fundus photograph with the given labels and no
+    haze grade unless `media_haze` is given."""
+    from visionclip.schema import HAZE_COLUMN, LABEL_VECTOR_COLUMNS, MISSING_LABEL
 
-    row = torch.zeros(len(CAPTIONED_COLUMNS), dtype=torch.long)
+    row = torch.zeros(len(LABEL_VECTOR_COLUMNS), dtype=torch.long)
+    row[LABEL_VECTOR_COLUMNS.index(HAZE_COLUMN)] = MISSING_LABEL
     for column in ("is_fundus", "is_macular_readable", "is_optic_disc_readable", "is_retinal_region_readable"):
-        row[CAPTIONED_COLUMNS.index(column)] = 1
+        row[LABEL_VECTOR_COLUMNS.index(column)] = 1
     for column, value in values.items():
-        row[CAPTIONED_COLUMNS.index(column)] = value
+        row[LABEL_VECTOR_COLUMNS.index(column)] = value
     return row
 
 
@@ -190,3 +186,37 @@ def test_label_overlap_targets_are_jaccard_over_findings():
     torch.testing.assert_close(loss, expected)
     with pytest.raises(ValueError, match="similarity"):
         LabelAwareLoss("cosine")
+
+
+def hazy(haze: int, **values) -> torch.Tensor:
+    """A label row with a media haze grade (-1: the record has none)."""
+    return record(media_haze=haze, **values)
+
+
+def test_exact_targets_tell_haze_grades_apart():
+    """Two images that share their findings but not their haze grade get captions that differ ("a hazy image"):
+    neither caption is a positive for the other image."""
+    labels = torch.stack([hazy(0, is_gc=1), hazy(2, is_gc=1), hazy(-1, is_gc=1), hazy(2, is_gc=1)])
+    weights = LabelAwareLoss("exact").pair_weights(labels)
+    expected = torch.tensor([[1, 0, 0, 0], [0, 1, 0, 1], [0, 0, 1, 0], [0, 1, 0, 1]], dtype=torch.float)
+    torch.testing.assert_close(weights, expected)
+
+
+def test_haze_statements_are_entailed_only_by_images_of_that_grade():
+    from visionclip.captions import Captioner
+    from visionclip.schema import FACTS, LABEL_VECTOR_COLUMNS
+
+    captioner = Captioner()
+    readable = {c: 1 for c in ("is_fundus", "is_macular_readable", "is_optic_disc_readable")}
+    base = {c: 0 for c in LABEL_VECTOR_COLUMNS} | readable | {"is_retinal_region_readable": 1, "file_name": "a.png"}
+    moderate = captioner.caption_with_facts(dict(base, media_haze=2))[1]
+    assert moderate[FACTS.index("media_haze=2")] == 1
+    clear_epoch = next(e for e in range(50) if any(p.concept == "clear_media" for p in captioner.parts(dict(base), e)))
+    clear = captioner.caption_with_facts(dict(base), clear_epoch)[1]
+    assert clear[len(FACTS) + FACTS.index("media_haze=2")] == 1  # "a clear view" denies haze
+    labels = torch.stack([hazy(2), hazy(0), hazy(-1), hazy(1)])
+    caption_facts = torch.tensor([moderate, clear, clear, moderate])
+    weights = LabelAwareLoss("entailment").pair_weights(labels, caption_facts)
+    # "moderately hazy" is true of the haze-2 image only; "clear" of the clear image and of the one without a grade
+    torch.testing.assert_close(weights[:, 0], torch.tensor([1.0, 0, 0, 0]))
+    torch.testing.assert_close(weights[:, 1], torch.tensor([0.0, 1, 1, 0]))

@@ -16,7 +16,7 @@ from PIL import Image
 
 from image_processing_visionclip import VisionCLIPImageProcessor
 from visionclip.augment import FundusAugment
-from visionclip.schema import CAPTIONED_COLUMNS, COLUMN_NAMES, FACTS, datasets_features
+from visionclip.schema import CAPTIONED_COLUMNS, COLUMN_NAMES, FACTS, LABEL_VECTOR_COLUMNS, datasets_features
 from visionclip.stream_parts import StreamPosition
 from visionclip.stream_source import FileSource
 from visionclip.streaming import build_stream, label_frequencies, make_dataloader, resolve_data_files
@@ -100,7 +100,7 @@ def test_batches_hold_pixels_tokens_labels_and_captions(dataset_dir: Path, proce
     batch = next(iter(make_dataloader(stream)))
     assert batch["pixel_values"].shape == (8, 3, 32, 32) and batch["pixel_values"].dtype == torch.uint8
     assert batch["input_ids"].shape[0] == 8 and batch["attention_mask"].shape == batch["input_ids"].shape
-    assert batch["labels"].shape == (8, len(CAPTIONED_COLUMNS))
+    assert batch["labels"].shape == (8, len(LABEL_VECTOR_COLUMNS))
     assert batch["caption_facts"].shape == (8, 2 * len(FACTS))
     assert all("fundus" in c.lower() or "retina" in c.lower() for c in batch["captions"])
 
@@ -358,3 +358,16 @@ def test_a_saved_position_continues_where_reading_stood(files: list[str]):
     assert file_names(resumed.rows(0, resumed.position(0))) == file_names(whole[21:])
     with pytest.raises(ValueError, match="world size 1, this run has 2"):
         FileSource(files, world_size=2).load_state_dict(source.state_dict())
+
+
+def test_label_vector_marks_a_missing_haze_grade():
+    """A SynFundus-1M row has no `media_haze`: its label vector says so (-1) instead of claiming clear media (0)."""
+    from visionclip.schema import HAZE_COLUMN, MISSING_LABEL
+    from visionclip.stream_examples import label_vector
+
+    row = {name: 0 for name in CAPTIONED_COLUMNS} | {"dr_grade": 2, "is_fundus": 1}
+    haze = LABEL_VECTOR_COLUMNS.index(HAZE_COLUMN)
+    assert label_vector(row)[haze] == MISSING_LABEL
+    assert label_vector(row | {HAZE_COLUMN: None})[haze] == MISSING_LABEL
+    assert label_vector(row | {HAZE_COLUMN: 2})[haze] == 2 and label_vector(row | {HAZE_COLUMN: 0})[haze] == 0
+    assert label_vector(row)[: len(CAPTIONED_COLUMNS)] == [row[c] for c in CAPTIONED_COLUMNS]

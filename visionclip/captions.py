@@ -1,7 +1,8 @@
 """Natural-language captions from SynFundus-1M labels, built from the knowledge base.
 
 A caption states every positive finding (by name, by what it looks like, or both), sometimes denies a few absent
-findings, mentions image quality where a readability flag is 0, and sometimes the eye. It is deterministic for
+findings, mentions image quality where a readability flag is 0, states the media haze degree where the record has
+one (the generator's `media_haze`; SynFundus-1M rows have none and get no haze statement), and sometimes the eye. It is deterministic for
 (record, epoch, seed) and varies across epochs, so each epoch sees a different description of the same image.
 """
 
@@ -13,10 +14,21 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from .knowledge import Concept, KnowledgeBase, load_knowledge_base
-from .schema import FACTS, FINDING_COLUMNS, LESION_FINDINGS, MACULAR_FINDINGS, READABILITY_COLUMNS
+from .schema import (
+    FACTS,
+    FINDING_COLUMNS,
+    HAZE_COLUMN,
+    HAZE_GRADES,
+    LESION_FINDINGS,
+    MACULAR_FINDINGS,
+    READABILITY_COLUMNS,
+)
 from .seeding import stable_seed
 
 _GRADE_FACTS = tuple(index for index, fact in enumerate(FACTS) if fact.startswith("dr_grade="))
+_HAZE_FACTS = tuple(FACTS.index(f"{HAZE_COLUMN}={grade}") for grade in HAZE_GRADES)
+CLEAR_MEDIA_PROBABILITY = 0.3  # how often a caption says the view is clear (hazy media are always stated)
+GOOD_QUALITY_PROBABILITY = 0.2
 
 Polarity = Literal["present", "absent", "quality"]
 
@@ -81,6 +93,7 @@ class Captioner:
         concepts = self.knowledge.concepts
         self._by_column = {c.column: c for c in concepts.values() if c.column and c.grade is None}
         self._by_grade = {c.grade: c for c in concepts.values() if c.column == "dr_grade"}
+        self._by_haze = {c.grade: c for c in concepts.values() if c.column == HAZE_COLUMN}
         missing = [column for column in FINDING_COLUMNS if column not in self._by_column]
         if missing or sorted(self._by_grade) != [0, 1, 2, 3, 4]:
             raise ValueError(f"knowledge base lacks concepts for {missing or 'dr_grade 0-4'}")
@@ -114,6 +127,16 @@ class Captioner:
             self._by_column[column] for column in READABILITY_COLUMNS if column in record and not _flag(record, column)
         ]
 
+    def haze_concept(self, record: Mapping[str, Any]) -> Concept | None:
+        """The concept for the record's media haze grade; None when the record has no grade (SynFundus-1M)."""
+        value = record.get(HAZE_COLUMN)
+        if value is None or value != value or not _flag(record, "is_fundus"):
+            return None
+        try:
+            return self._by_haze.get(int(value))
+        except (TypeError, ValueError):
+            return None
+
     # --------------------------------------------------------------------------------------- assembly
     def parts(self, record: Mapping[str, Any], epoch: int = 0) -> list[CaptionPart]:
         """The statements of one caption, before they are put into sentences."""
@@ -134,7 +157,11 @@ class Captioner:
                     parts.append(CaptionPart(concept.id, "absent", rng.choice(concept.absent)))
         for concept in quality:
             parts.append(CaptionPart(concept.id, "quality", rng.choice(concept.phrases)))
-        if not quality and rng.random() < 0.2:
+        haze = self.haze_concept(record)
+        # Only records with a haze grade draw here, so a SynFundus-1M row's caption is what it always was.
+        if haze is not None and (haze.grade or rng.random() < CLEAR_MEDIA_PROBABILITY):
+            parts.append(CaptionPart(haze.id, "quality", rng.choice(haze.phrases)))
+        if not quality and not (haze is not None and haze.grade) and rng.random() < GOOD_QUALITY_PROBABILITY:
             good = self.knowledge.concepts["good_quality"]
             parts.append(CaptionPart(good.id, "quality", rng.choice(good.phrases)))
         return parts
@@ -152,7 +179,12 @@ class Captioner:
         """`2 * len(FACTS)` 0/1 flags: which facts the statements assert, then which they deny."""
         flags = [0] * (2 * len(FACTS))
         for part in parts:
-            facts = self._concept_facts(self.knowledge.concepts[part.concept])
+            concept = self.knowledge.concepts[part.concept]
+            if concept.column == HAZE_COLUMN and not concept.grade:  # "a clear view" denies every hazy grade
+                for index in _HAZE_FACTS:
+                    flags[len(FACTS) + index] = 1
+                continue
+            facts = self._concept_facts(concept)
             if part.polarity != "absent" and len(facts) > 1:
                 continue  # "some DR" asserts one of several facts: nothing a single flag can check
             offset = len(FACTS) if part.polarity == "absent" else 0
@@ -171,6 +203,8 @@ class Captioner:
             return (FACTS.index(f"dr_grade={concept.grade}"),)
         if concept.column in FINDING_COLUMNS:
             return (FACTS.index(concept.column),)
+        if concept.column == HAZE_COLUMN and concept.grade:
+            return (FACTS.index(f"{HAZE_COLUMN}={concept.grade}"),)
         if concept.column in READABILITY_COLUMNS and concept.absent_value:
             return (FACTS.index(f"{concept.column}=0"),)
         return ()

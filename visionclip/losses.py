@@ -12,7 +12,14 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn import functional as F
 
-from .schema import CAPTIONED_COLUMNS, FINDING_COLUMNS, READABILITY_COLUMNS, SUMMARY_COLUMNS
+from .schema import (
+    FINDING_COLUMNS,
+    HAZE_COLUMN,
+    HAZE_GRADES,
+    LABEL_VECTOR_COLUMNS,
+    READABILITY_COLUMNS,
+    SUMMARY_COLUMNS,
+)
 
 
 class _AllGather(torch.autograd.Function):
@@ -68,18 +75,19 @@ class ClipLoss(nn.Module):
 
 
 def label_facts(labels: torch.Tensor) -> torch.Tensor:
-    """`(n, len(CAPTIONED_COLUMNS))` labels -> `(n, len(FACTS))` 0/1: DR grade 1-4, each finding, each unreadable
-    part, and "normal" (no DR, no finding and no abnormality flag) — see `schema.FACTS`."""
+    """`(n, len(LABEL_VECTOR_COLUMNS))` labels -> `(n, len(FACTS))` 0/1: DR grade 1-4, each finding, each
+    unreadable part, "normal" (no DR, no finding and no abnormality flag) and each hazy grade — see `schema.FACTS`."""
 
     def columns(names):
-        return labels[:, [CAPTIONED_COLUMNS.index(c) for c in names]]
+        return labels[:, [LABEL_VECTOR_COLUMNS.index(c) for c in names]]
 
-    grade = labels[:, CAPTIONED_COLUMNS.index("dr_grade")]
+    grade = labels[:, LABEL_VECTOR_COLUMNS.index("dr_grade")]
     grades = grade[:, None] == torch.arange(1, 5, device=labels.device)
     findings = columns(FINDING_COLUMNS) == 1
     unreadable = columns(READABILITY_COLUMNS) == 0
     disease = torch.cat([grades, findings, columns(SUMMARY_COLUMNS) == 1], dim=1).any(dim=1, keepdim=True)
-    return torch.cat([grades, findings, unreadable, ~disease], dim=1).float()
+    haze = labels[:, LABEL_VECTOR_COLUMNS.index(HAZE_COLUMN), None] == torch.tensor(HAZE_GRADES, device=labels.device)
+    return torch.cat([grades, findings, unreadable, ~disease, haze], dim=1).float()
 
 
 LABEL_SIMILARITIES = ("exact", "jaccard", "entailment")

@@ -111,6 +111,15 @@ COLUMNS: tuple[Column, ...] = (
         "free-text diagnostic advice in Chinese; can disagree with the flags",
         required=False,
     ),
+    Column(
+        "media_haze",
+        "grade",
+        "media haze grade of the photograph (0 clear, 1 mild, 2 moderate, 3 dense); written by the project's "
+        "generator, not a SynFundus-1M column (its rows leave it empty and their captions do not state haze)",
+        required=False,
+        minimum=0,
+        maximum=3,
+    ),
 )
 
 COLUMNS_BY_NAME: dict[str, Column] = {column.name: column for column in COLUMNS}
@@ -147,18 +156,26 @@ LESION_FINDINGS: frozenset[str] = frozenset(
 )
 MACULAR_FINDINGS: frozenset[str] = frozenset({"is_amd", "is_crp", "is_dme", "is_em", "is_mh"})
 
-# The label vector: the label columns a caption depends on, in the order of the `labels` tensor a training batch
-# carries (two records that agree on these get equivalent captions).
+# The label columns a caption depends on that every training record must have (SynFundus-1M has them all).
 CAPTIONED_COLUMNS: tuple[str, ...] = ("dr_grade", *FINDING_COLUMNS, *SUMMARY_COLUMNS, *READABILITY_COLUMNS)
+# The optional column whose value a caption states as the photograph's haze degree, when a record has it (the
+# generator's records do; SynFundus-1M's do not, and their captions state no haze).
+HAZE_COLUMN = "media_haze"
+HAZE_GRADES: tuple[int, ...] = (1, 2, 3)  # hazy grades a caption asserts; grade 0 (clear) denies them
+# The label vector: the `labels` tensor a training batch carries, in this order (two records that agree on it get
+# equivalent captions); an optional column a record lacks holds MISSING_LABEL.
+LABEL_VECTOR_COLUMNS: tuple[str, ...] = (*CAPTIONED_COLUMNS, HAZE_COLUMN)
+MISSING_LABEL = -1
 
 # The facts a caption can assert or deny, and that a record's labels make true or false: each DR grade, each finding,
-# each unreadable part, and "normal" (no DR, no finding, no abnormality flag). `captions.Captioner.claimed_facts`
-# and `losses.label_facts` both index this tuple.
+# each unreadable part, "normal" (no DR, no finding, no abnormality flag) and each hazy grade (none is true of a
+# record without a haze grade). `captions.Captioner.claimed_facts` and `losses.label_facts` both index this tuple.
 FACTS: tuple[str, ...] = (
     *(f"dr_grade={grade}" for grade in range(1, 5)),
     *FINDING_COLUMNS,
     *(f"{column}=0" for column in READABILITY_COLUMNS),
     "normal",
+    *(f"{HAZE_COLUMN}={grade}" for grade in HAZE_GRADES),
 )
 
 DERIVED_RULES: dict[str, str] = {

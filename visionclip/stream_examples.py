@@ -16,10 +16,23 @@ import torch
 from .augment import FundusAugment
 from .captions import Captioner
 from .pixels import ImagePreparer, uint8_pixels
-from .schema import CAPTIONED_COLUMNS
+from .schema import CAPTIONED_COLUMNS, LABEL_VECTOR_COLUMNS, MISSING_LABEL
 from .seeding import stable_seed
 from .stream_parts import StreamPosition
 from .stream_report import EpochTally
+
+
+def label_vector(record: dict[str, Any]) -> list[int]:
+    """The record's `LABEL_VECTOR_COLUMNS`: a required column's empty value reads 0, an optional one's (a
+    SynFundus-1M row has no `media_haze`) reads `MISSING_LABEL`."""
+    values = []
+    for column in LABEL_VECTOR_COLUMNS:
+        value = record.get(column)
+        if column in CAPTIONED_COLUMNS:
+            values.append(int(value or 0))
+        else:
+            values.append(MISSING_LABEL if value is None or value != value else int(value))
+    return values
 
 
 class ExampleTransform:
@@ -73,7 +86,7 @@ class ExampleTransform:
             "image": image,
             "caption": caption,
             "caption_facts": caption_facts,
-            "labels": [int(record.get(column) or 0) for column in CAPTIONED_COLUMNS],
+            "labels": label_vector(record),
         }
 
     def _kept(self, record: dict[str, Any], rng: random.Random, tally: EpochTally) -> bool:

@@ -94,7 +94,7 @@ def label_frequencies(files: list[str], column: str, sample: int = 5000) -> dict
 
 
 class FundusStream(torch.utils.data.IterableDataset):
-    """Batches of uint8 `pixel_values`, tokenized captions, `labels` (columns `CAPTIONED_COLUMNS`) and
+    """Batches of uint8 `pixel_values`, tokenized captions, `labels` (columns `LABEL_VECTOR_COLUMNS`) and
     `caption_facts` (what each caption asserts and denies, see `Captioner.caption_with_facts`) for one process,
     from three stages: `source` (`FileSource`: the rank/worker split, part order, shuffle buffer and resume state)
     -> `transform` (`ExampleTransform`: filter, decode and crop, augment, caption) -> `collate` (`Collator`:

@@ -12,6 +12,7 @@ QUIET = {
     "underexposed": 0.0,
     "overexposed": 0.0,
     "artifact": 0.0,
+    "media_opacity": 0.0,
     "disc_out_of_field": 0.0,
     "macula_out_of_field": 0.0,
 }

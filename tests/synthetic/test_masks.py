@@ -35,10 +35,11 @@ def test_masks_match_forced_positive_labels(forced, small_size):
 
 def test_masks_with_degradations_and_framing(small_size):
     prevalence = {
-        "heavy_blur": 0.25,
-        "underexposed": 0.25,
-        "overexposed": 0.25,
-        "artifact": 0.25,
+        "heavy_blur": 0.2,
+        "underexposed": 0.2,
+        "overexposed": 0.2,
+        "artifact": 0.2,
+        "media_opacity": 0.2,
         "disc_out_of_field": 0.3,
         "macula_out_of_field": 0.3,
         "not_fundus": 0.1,

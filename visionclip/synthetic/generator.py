@@ -129,7 +129,12 @@ class FundusGenerator:
         )
         png = encode_png(rendering.image, self.png_compress_level) if self.encode_png else None
         record = build_record(
-            plan, grade, quality, file_name=f"{index}.png", file_md5=hashlib.md5(png).hexdigest() if png else None
+            plan,
+            grade,
+            quality,
+            file_name=f"{index}.png",
+            file_md5=hashlib.md5(png).hexdigest() if png else None,
+            media_haze=rendering.camera.haze_grade,
         )
         return SyntheticFundus(
             index, rendering.image, record, plan, rendering.inventory, rendering.geometry, png, rendering.log

@@ -11,12 +11,17 @@ fundus photograph, viewed by an examiner facing the patient):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
 QUADRANTS: tuple[str, ...] = ("superotemporal", "inferotemporal", "superonasal", "inferonasal")
+# Field-of-view shapes of real cameras and their shares: a round 45-degree field; a larger field clipped at the top
+# and bottom by a 3:2 sensor; a small field in a wide black frame (CSDI-like); a field larger than the frame, cut on
+# every side (partial); a field shifted off the frame's centre and cut by one or two borders.
+FIELD_SHAPES: dict[str, float] = {"round": 0.40, "clipped": 0.27, "small": 0.10, "partial": 0.10, "off_centre": 0.13}
+NOTCH_SHAPES: tuple[str, ...] = ("tab", "triangle")
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,8 @@ class FundusGeometry:
     disc_aspect: float
     fovea: tuple[float, float]
     notch_angle: float | None = None
+    notch_shape: str = "tab"
+    shape: str = "round"
 
     @property
     def nasal(self) -> int:
@@ -81,9 +88,20 @@ class FundusGeometry:
         if self.notch_angle is not None:
             nx = self.centre[0] + self.radius * np.cos(self.notch_angle)
             ny = self.centre[1] + self.radius * self.aspect * np.sin(self.notch_angle)
-            notch_r = 0.035 * self.radius
-            alpha = np.maximum(alpha, np.clip(notch_r - np.sqrt((xs - nx) ** 2 + (ys - ny) ** 2) + 0.5, 0, 1))
+            alpha = np.maximum(alpha, self._notch_alpha(xs, ys, nx, ny))
         return alpha.astype(np.float32)
+
+    def _notch_alpha(self, xs: np.ndarray, ys: np.ndarray, nx: float, ny: float) -> np.ndarray:
+        """The camera's orientation mark on the rim: a small round tab or a triangle pointing outwards."""
+        if self.notch_shape == "tab":
+            return np.clip(0.035 * self.radius - np.sqrt((xs - nx) ** 2 + (ys - ny) ** 2) + 0.5, 0, 1)
+        # Triangle: distance along the outward normal must stay below a height that shrinks sideways.
+        normal = np.array([np.cos(self.notch_angle), np.sin(self.notch_angle)], np.float32)
+        along = (xs - nx) * normal[0] + (ys - ny) * normal[1]
+        across = np.abs(-(xs - nx) * normal[1] + (ys - ny) * normal[0])
+        height = 0.05 * self.radius
+        inside = np.minimum(height * (1 - across / (0.04 * self.radius)) - along, along + height)
+        return np.clip(inside + 0.5, 0, 1)
 
     @cached_property
     def field_mask(self) -> np.ndarray:
@@ -160,15 +178,9 @@ def sample_geometry(
     sensor); ``disc_in_field=False`` aims the camera temporally so the disc falls outside the field,
     ``macula_in_field=False`` aims it nasally so the fovea does.
     """
-    clipped = rng.random() < 0.35
-    if clipped:
-        radius = size * rng.uniform(0.49, 0.53)
-        clip = min(radius * rng.uniform(0.80, 0.90), size / 2 - 2)
-    else:
-        radius = size * rng.uniform(0.44, 0.485)
-        clip = None
+    shape = str(rng.choice(list(FIELD_SHAPES), p=list(FIELD_SHAPES.values())))
+    centre, radius, clip = _sample_field(rng, size, shape)
     aspect = float(rng.uniform(0.975, 1.025))
-    centre = (size / 2 + rng.normal(0, 0.006 * size), size / 2 + rng.normal(0, 0.006 * size))
     disc_radius = radius * rng.uniform(0.078, 0.096)
     dd = 2 * disc_radius
     nasal = 1 if eye == "right" else -1
@@ -186,8 +198,10 @@ def sample_geometry(
         towards_disc = rng.uniform(-0.1, 0.55)
         fovea = np.array(centre) - towards_disc * to_disc + rng.normal(0, 0.25 * dd, 2)
         disc = fovea + to_disc
-    notch = float(rng.uniform(-0.30, -0.20) * np.pi)  # the camera's orientation tab, top right
-    return FundusGeometry(
+    # The camera's orientation mark: a tab at the top right or a triangle at the lower right (Zeiss-like).
+    notch_shape = NOTCH_SHAPES[int(rng.random() < 0.4)]
+    notch = float((rng.uniform(-0.30, -0.20) if notch_shape == "tab" else rng.uniform(0.08, 0.2)) * np.pi)
+    geom = FundusGeometry(
         size=size,
         eye=eye,
         centre=(float(centre[0]), float(centre[1])),
@@ -198,5 +212,60 @@ def sample_geometry(
         disc_radius=float(disc_radius),
         disc_aspect=float(rng.uniform(1.04, 1.14)),
         fovea=(float(fovea[0]), float(fovea[1])),
-        notch_angle=notch if rng.random() < 0.3 else None,
+        notch_angle=notch if rng.random() < 0.35 else None,
+        notch_shape=notch_shape,
+        shape=shape,
     )
+    if shape != "round" and not _landmarks_fit(geom, disc_in_field, macula_in_field):
+        # A shifted or cut field hid a landmark the labels need: frame this eye with the ordinary round field.
+        return replace(geom, **_round_field(geom, size))
+    return geom
+
+
+def _sample_field(rng: np.random.Generator, size: int, shape: str) -> tuple[np.ndarray, float, float | None]:
+    """Centre, radius and top/bottom clip (or None) of the field for one of :data:`FIELD_SHAPES`."""
+    jitter = rng.normal(0, 0.006 * size, 2)
+    centre = np.array([size / 2, size / 2]) + jitter
+    clip = None
+    if shape == "clipped":
+        radius = size * rng.uniform(0.49, 0.53)
+        clip = min(radius * rng.uniform(0.80, 0.90), size / 2 - 2)
+    elif shape == "small":
+        radius = size * rng.uniform(0.30, 0.40)
+    elif shape == "partial":
+        radius = size * rng.uniform(0.53, 0.6)
+    elif shape == "off_centre":
+        radius = size * rng.uniform(0.42, 0.47)
+        angle = rng.uniform(0, 2 * np.pi)
+        centre += size * rng.uniform(0.05, 0.1) * np.array([np.cos(angle), np.sin(angle)])
+    else:
+        radius = size * rng.uniform(0.44, 0.485)
+    return centre, float(radius), None if clip is None else float(clip)
+
+
+def _landmarks_fit(geom: FundusGeometry, disc_in_field: bool, macula_in_field: bool) -> bool:
+    """Whether every landmark the labels call visible lies well inside the visible field."""
+    disc_ok = not disc_in_field or bool(geom.inside(*geom.disc, margin=1.3 * geom.disc_radius))
+    fovea_ok = not macula_in_field or bool(geom.inside(*geom.fovea, margin=geom.dd))
+    return disc_ok and fovea_ok
+
+
+def _round_field(geom: FundusGeometry, size: int) -> dict[str, object]:
+    """The same eye reframed in a centred round field of the same scale (landmarks move with the centre)."""
+    radius = float(np.clip(geom.radius, 0.44 * size, 0.47 * size))
+    scale = radius / geom.radius
+    centre = np.array([size / 2, size / 2])
+
+    def move(point: tuple[float, float]) -> tuple[float, float]:
+        moved = centre + (np.array(point) - np.array(geom.centre)) * scale
+        return float(moved[0]), float(moved[1])
+
+    return {
+        "centre": (float(centre[0]), float(centre[1])),
+        "radius": float(radius),
+        "clip": None,
+        "disc": move(geom.disc),
+        "fovea": move(geom.fovea),
+        "disc_radius": geom.disc_radius * scale,
+        "shape": "round",
+    }

@@ -10,7 +10,7 @@ Sampling order for one image (all from the image's own label stream):
    DME implies DR grade >= 2 (its exudates are lesions beyond microaneurysms); laser scars need an indication
    (DR grade >= 3, DME or RVO; one is added when missing).
 4. DR grade from its distribution (``dr_grade_1`` .. ``dr_grade_4``; grade 0 takes the rest).
-5. At most one heavy degradation (blur, under-/over-exposure, artefacts), and framing with the disc or the macula
+5. At most one heavy degradation (blur, under-/over-exposure, artefacts, dense media opacity), and framing with the disc or the macula
    out of the field, only when no finding needs that landmark.
 """
 
@@ -47,6 +47,7 @@ DEFAULT_PREVALENCE: dict[str, float] = {
     "underexposed": 0.025,
     "overexposed": 0.02,
     "artifact": 0.03,
+    "media_opacity": 0.02,
     "disc_out_of_field": 0.025,
     "macula_out_of_field": 0.025,
     "healthy": 0.40,
@@ -55,7 +56,8 @@ DEFAULT_PREVALENCE: dict[str, float] = {
 PREVALENCE_HELP: dict[str, str] = {
     "dr_grade_1": "ICDR grade 1-4 shares (grade 0 gets the rest)",
     "not_fundus": "frames that are not fundus photographs",
-    "heavy_blur": "heavy degradations (retinal region unreadable): heavy_blur, underexposed, overexposed, artifact",
+    "heavy_blur": "heavy degradations (retinal region unreadable): heavy_blur, underexposed, overexposed, artifact, "
+    "media_opacity (dense cataract-like haze)",
     "disc_out_of_field": "framing with the disc (or macula_out_of_field: the fovea) outside the field",
     "healthy": "share of fundus images drawn fully normal before findings are sampled",
     "right_eye": "share of right eyes",
@@ -211,7 +213,7 @@ def sample_plan(rng: np.random.Generator, prevalence: Mapping[str, float]) -> La
 def readability(plan: LabelPlan) -> dict[str, int]:
     """Readability flags implied by the plan's degradation and framing.
 
-    heavy blur or under-exposure: retina and macula unreadable (the bright disc still shows); over-exposure:
+    heavy blur, under-exposure or dense media opacity: retina and macula unreadable (the bright disc still shows); over-exposure:
     retina and disc unreadable (the disc saturates); artefacts: retina unreadable; a landmark out of the field:
     that landmark unreadable.
     """
@@ -220,7 +222,7 @@ def readability(plan: LabelPlan) -> dict[str, int]:
     flags = dict.fromkeys(READABILITY_COLUMNS, 1)
     if plan.degradation is not None:
         flags["is_retinal_region_readable"] = 0
-    if plan.degradation in ("heavy_blur", "underexposed") or not plan.macula_in_field:
+    if plan.degradation in ("heavy_blur", "underexposed", "media_opacity") or not plan.macula_in_field:
         flags["is_macular_readable"] = 0
     if plan.degradation == "overexposed" or not plan.disc_in_field:
         flags["is_optic_disc_readable"] = 0
@@ -239,9 +241,14 @@ def diagnostic_advice(findings: Mapping[str, int], dr_grade: int, flags: Mapping
 
 
 def build_record(
-    plan: LabelPlan, dr_grade: int, quality: int, file_name: str, file_md5: str | None = None
+    plan: LabelPlan,
+    dr_grade: int,
+    quality: int,
+    file_name: str,
+    file_md5: str | None = None,
+    media_haze: int | None = None,
 ) -> dict[str, Any]:
-    """The full metadata record, with every schema column in schema order."""
+    """The full metadata record, with every schema column in schema order (``media_haze`` only for a fundus)."""
     flags = readability(plan)
     values: dict[str, Any] = dict(plan.findings)
     values["dr_grade"] = int(dr_grade)
@@ -253,5 +260,6 @@ def build_record(
         eyes_side=plan.eye,
         retinal_region_quality_score=int(quality if plan.is_fundus else 0),
         diagnosticAdvice=diagnostic_advice(plan.findings, dr_grade, flags),
+        media_haze=int(media_haze) if plan.is_fundus and media_haze is not None else None,
     )
     return {name: values[name] for name in COLUMN_NAMES}

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image, ImageFilter
 
-from .camera import CameraSettings, expose
+from .camera import CameraSettings
 from .canvas import Canvas, ellipse, polygon
+from .exposure import expose
 from .geometry import FundusGeometry
 from .textures import random_fractal
 

@@ -8,9 +8,10 @@ import numpy as np
 from PIL import Image
 
 from .anatomy import paint_background, paint_disc, paint_macula, sample_disc
-from .camera import CameraSettings, expose, sample_camera
+from .camera import CameraSettings, sample_camera
 from .canvas import Canvas, MaskLog
 from .dr_lesions import bead_veins, draw_dme, draw_dr_lesions, draw_preretinal, flush_retinal_lesions
+from .exposure import expose
 from .geometry import FundusGeometry, sample_geometry
 from .grading import DRInventory, plan_dr
 from .labels import LabelPlan

@@ -22,7 +22,7 @@ from ..locking import folder_lock
 from ..schema import COLUMN_NAMES, FINDING_COLUMNS, datasets_features
 from .generator import FundusGenerator, SyntheticFundus, encode_jpeg
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 SPLIT_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 RELEASE_CSV = "metadata.csv"
 RELEASE_IMAGES = "images"
