@@ -7,7 +7,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import types
 import typing
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..losses import LABEL_SIMILARITIES, LOSSES
+from ..paths import cache_dir
 from ..precision import PRECISIONS
 from ..synthetic.labels import resolve_prevalence
 from ..synthetic.writer import IMAGE_FORMATS
@@ -59,7 +59,7 @@ def option(default: Any = MISSING, *, help: str, default_factory: Callable[[], A
 
 
 def default_cache_dir() -> str:
-    return os.environ.get("VISIONCLIP_CACHE") or str(Path.home() / ".cache" / "visionclip")
+    return str(cache_dir())
 
 
 @dataclass
