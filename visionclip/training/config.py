@@ -96,10 +96,15 @@ class TrainConfig:
     balance_by: str | None = option(None, help="column whose classes are sampled equally often (rejection sampling)")
     # model
     preset: str = option("small", help="preset name or preset YAML file")
-    vision_tower: str | None = option(None, help="start the vision tower from this pretrained Hub id or folder")
+    vision_tower: str | None = option(
+        None,
+        help="start the vision tower from this packaged tower (efficientnet-lite0), Hub id or folder; "
+        "default: the preset's pretrained tower if it names one; 'none': random",
+    )
     text_tower: str | None = option(
         None,
-        help="start the text tower (and tokenizer) from this pretrained Hub id or folder",
+        help="start the text tower (and tokenizer) from this packaged tower (all-minilm-l6-v2), Hub id or folder; "
+        "default: the preset's pretrained tower if it names one; 'none': random",
     )
     lock_image: bool = option(False, help="freeze the vision tower (and its batch-norm statistics)")
     lock_image_unlocked_layers: int = option(0, help="...but keep its last N blocks trainable")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
-_BLOCK_LISTS = ("encoder.stages", "encoder.layer", "encoder.layers", "layers")
+_BLOCK_LISTS = ("encoder.stages", "encoder.blocks", "encoder.layer", "encoder.layers", "layers")
 
 
 def tower_blocks(tower: nn.Module) -> nn.ModuleList:
-    """The repeated blocks of a tower: ResNet/ConvNeXt stages, BERT or ViT layers."""
+    """The repeated blocks of a tower: ResNet/ConvNeXt stages, EfficientNet blocks, BERT or ViT layers."""
     for path in _BLOCK_LISTS:
         module = tower
         for part in path.split("."):
