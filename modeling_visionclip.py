@@ -452,6 +452,13 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "VisionCLIPModel":
+        loaded = super().from_pretrained(*args, **kwargs)
+        # loading puts new parameter objects in place, trainable again
+        hold_absent_squeeze_excitation((loaded[0] if isinstance(loaded, tuple) else loaded).vision_model)
+        return loaded
+
+    @classmethod
     def from_vision_text_pretrained(
         cls, vision_model_name_or_path: str | None, text_model_name_or_path: str | None, **kwargs
     ) -> "VisionCLIPModel":
