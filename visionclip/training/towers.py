@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from modeling_visionclip import hold_absent_squeeze_excitation
+
 _BLOCK_LISTS = ("encoder.stages", "encoder.blocks", "encoder.layer", "encoder.layers", "layers")
 
 
@@ -32,5 +34,6 @@ def lock_tower(tower: nn.Module, unlocked_blocks: int = 0) -> list[nn.Module]:
         for block in unlocked:
             for parameter in block.parameters():
                 parameter.requires_grad_(True)
+        hold_absent_squeeze_excitation(tower)  # an unlocked block's left-out squeeze-excitation stays frozen
     unlocked_ids = {id(m) for block in unlocked for m in block.modules()}
     return [m for m in tower.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in unlocked_ids]
