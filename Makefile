@@ -6,11 +6,12 @@ BIN := $(VENV)/bin
 
 .PHONY: setup demo test lint bench
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml requirements-towers.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps -r requirements-towers.txt
 	touch $@
 
 setup: $(BIN)/.installed

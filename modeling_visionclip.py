@@ -79,9 +79,42 @@ class ZeroShotResult:
 
 
 def vision_feature_size(vision_config) -> int:
-    """Width of a vision tower's pooled output: the last stage of a CNN or the hidden size of a transformer."""
+    """Width of a vision tower's pooled output: the last stage of a CNN (EfficientNet's head width), or the hidden
+    size of a transformer."""
+    if getattr(vision_config, "model_type", None) == "efficientnet":
+        return vision_config.hidden_dim
     hidden_sizes = getattr(vision_config, "hidden_sizes", None)
     return hidden_sizes[-1] if hidden_sizes else vision_config.hidden_size
+
+
+# Sigmoid's output for this gate bias is 1.0 in float32, bfloat16 and float16, and its derivative exactly 0.
+SQUEEZE_EXCITE_OPEN_BIAS = 100.0
+
+
+def hold_absent_squeeze_excitation(vision_model: nn.Module) -> int:
+    """Make the squeeze-excitation layers that a config leaves out exact identities, frozen; returns how many.
+
+    EfficientNet-Lite has no squeeze-excitation, but transformers' EfficientNet always builds one per block, at least
+    one channel wide; a config whose `squeeze_expansion_ratio` rounds the width to zero stands for "none". Such a
+    layer scales its input by sigmoid(expand(act(reduce(mean)))): with reduce and expand weights 0 and the expand bias
+    `SQUEEZE_EXCITE_OPEN_BIAS` the scale is exactly 1.0 (sigmoid(100) rounds to 1 in float32) whatever the input,
+    and every gradient through the gate is exactly 0 (sigmoid'(100) = 1 - 1 = 0), so the block computes what
+    Lite's block computes, bit for bit, forward and backward. The parameters are frozen (`requires_grad` False) so
+    that no optimizer (weight decay included) moves them."""
+    config = getattr(vision_model, "config", None)
+    if getattr(config, "model_type", None) != "efficientnet":
+        return 0
+    ratio = config.squeeze_expansion_ratio
+    layers = [m for m in vision_model.modules() if hasattr(m, "dim_se") and int(m.dim * ratio) == 0]
+    with torch.no_grad():
+        for layer in layers:
+            for conv in (layer.reduce, layer.expand):
+                conv.weight.zero_()
+                conv.bias.zero_()
+            layer.expand.bias.fill_(SQUEEZE_EXCITE_OPEN_BIAS)
+            for parameter in layer.parameters():
+                parameter.requires_grad_(False)
+    return len(layers)
 
 
 @contextmanager
@@ -167,6 +200,7 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         self.logit_scale = nn.Parameter(torch.empty(()))
         self._text_forward_args = set(inspect.signature(self.text_model.forward).parameters)
         self.post_init()
+        hold_absent_squeeze_excitation(self.vision_model)
 
     # ----------------------------------------------------------------- towers
     def get_image_features(self, pixel_values: torch.Tensor, **kwargs) -> BaseModelOutputWithPooling:
@@ -397,10 +431,11 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         self, enable: bool = True, gradient_checkpointing_func=checkpoint, every_n_layers: int = 1
     ) -> None:
         super()._set_gradient_checkpointing(enable, gradient_checkpointing_func, every_n_layers)
-        # CNN towers (ResNet, ConvNeXt) have no checkpointing of their own: checkpoint each stage.
+        # CNN towers (ResNet, ConvNeXt, EfficientNet) have no checkpointing of their own: checkpoint each stage.
         if getattr(self.vision_model, "supports_gradient_checkpointing", False):
             return
-        for stage in getattr(getattr(self.vision_model, "encoder", None), "stages", []):
+        encoder = getattr(self.vision_model, "encoder", None)
+        for stage in getattr(encoder, "stages", None) or getattr(encoder, "blocks", []):
             if enable:
                 stage.forward = _checkpointed_forward(stage, gradient_checkpointing_func)
             else:
@@ -415,6 +450,13 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
             "AutoModelForZeroShotImageClassification": f"{module}.{type(self).__name__}",
         }
         super().save_pretrained(save_directory, *args, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "VisionCLIPModel":
+        loaded = super().from_pretrained(*args, **kwargs)
+        # loading puts new parameter objects in place, trainable again
+        hold_absent_squeeze_excitation((loaded[0] if isinstance(loaded, tuple) else loaded).vision_model)
+        return loaded
 
     @classmethod
     def from_vision_text_pretrained(
@@ -524,4 +566,5 @@ __all__ = [
     "VisionCLIPOutput",
     "ZeroShotResult",
     "batch_norm_statistics_frozen",
+    "hold_absent_squeeze_excitation",
 ]

@@ -1,13 +1,14 @@
 """Training throughput of VisionCLIP vs a plain loop around transformers' VisionTextDualEncoderModel.
 
-Both train the `small` preset's towers (same initial weights, same batch of 192 px images and generated captions,
+Both train one preset's towers (`small`, or `small-pretrained` with its packaged ImageNet EfficientNet-Lite0 and
+all-MiniLM-L6-v2 towers; same initial weights, same batch of the preset's image size and generated captions,
 same AdamW step, symmetric InfoNCE) in this process, in fp32 and in bf16 autocast (both, to compare them; the line
 above the table says which one train.py's `--mixed-precision auto` picks on this CPU). Reports images/s, model FLOPs
 utilisation against a matmul peak measured in the same run, and memory per image (peak RSS slope between two batch
-sizes, each measured in a fresh process). Also prints the FLOPs per sample of `flair-reference` (for
-docs/gpu_hours.md).
+sizes, each measured in a fresh process). Also prints the preset's forward FLOPs per image and per caption, and
+those of `flair-reference` (for docs/gpu_hours.md).
 
-    python bench/bench_training.py [--batch-size 64] [--steps 4]
+    python bench/bench_training.py [--preset small-pretrained] [--batch-size 64] [--steps 4]
 """
 
 from __future__ import annotations
@@ -25,9 +26,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from modeling_visionclip import VisionCLIPModel
+from modeling_visionclip import VisionCLIPModel, vision_feature_size
 from visionclip.captions import Captioner
 from visionclip.factory import build_model
 from visionclip.precision import resolve_precision
@@ -38,13 +39,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 class FlatPooledVision(nn.Module):
     """VisionTextDualEncoderModel projects `pooler_output` with a Linear and reads `config.hidden_size`; a ResNet's
-    pooled output is `(B, C, 1, 1)` and its config has `hidden_sizes`. This shim only flattens and names them."""
+    pooled output is `(B, C, 1, 1)` and its config has `hidden_sizes` (EfficientNet's `hidden_dim`). This shim only
+    flattens and names them."""
 
     def __init__(self, tower: nn.Module):
         super().__init__()
         self.tower = tower
         self.config = tower.config
-        self.config.hidden_size = tower.config.hidden_sizes[-1]
+        self.config.hidden_size = vision_feature_size(tower.config)
 
     def forward(self, pixel_values, output_attentions=None, output_hidden_states=None, return_dict=None):
         output = self.tower(pixel_values=pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
@@ -52,10 +54,13 @@ class FlatPooledVision(nn.Module):
         return output
 
 
-def build_pair():
+PRESETS = ("small", "small-pretrained")
+
+
+def build_pair(preset: str = "small"):
     from transformers import VisionTextDualEncoderModel
 
-    ours, processor = build_model("small")
+    ours, processor = build_model(preset)
     text = type(ours.text_model)(ours.config.text_config, add_pooling_layer=True)  # the peer projects the pooler
     text.load_state_dict(ours.text_model.state_dict(), strict=False)
     peer = VisionTextDualEncoderModel(vision_model=FlatPooledVision(copy.deepcopy(ours.vision_model)), text_model=text)
@@ -88,7 +93,7 @@ def make_batch(processor, batch_size: int) -> dict[str, torch.Tensor]:
 
 def training_step(model, optimizer, batch, bf16: bool) -> None:
     if isinstance(model, VisionCLIPModel):
-        # what train.py feeds the small preset (channels-last, see visionclip.training.loop)
+        # what train.py feeds these presets on a CPU (channels-last, see visionclip.training.loop)
         batch = {**batch, "pixel_values": batch["pixel_values"].contiguous(memory_format=torch.channels_last)}
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
         loss = model(**batch, return_loss=True).loss
@@ -109,9 +114,18 @@ def images_per_second(model, batch, steps: int, bf16: bool) -> float:
     return len(batch["pixel_values"]) / statistics.median(times)
 
 
+def convolution_backward_flops(grad_out_shape, x_shape, w_shape, *args, **kwargs) -> int:
+    """A convolution's backward: each gradient it computes (input, weight) costs what the forward did. torch's own
+    formula ignores `groups` and counts a depthwise convolution's backward as if it were dense (40x EfficientNet's
+    forward); for groups=1 it gives the same number as this one."""
+    transposed, output_mask = args[4], args[7]
+    return conv_flop_count(x_shape, w_shape, grad_out_shape, transposed) * (int(output_mask[0]) + int(output_mask[1]))
+
+
 def step_flops(model, batch) -> int:
     """FLOPs of one forward + backward (the optimizer step is negligible)."""
-    with FlopCounterMode(display=False) as counter:
+    corrected = {torch.ops.aten.convolution_backward: convolution_backward_flops}
+    with FlopCounterMode(display=False, custom_mapping=corrected) as counter:
         model(**batch, return_loss=True).loss.backward()
     model.zero_grad(set_to_none=True)
     return counter.get_total_flops()
@@ -126,17 +140,17 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> floa
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def peak_rss_mib(which: str, batch_size: int) -> float:
+def peak_rss_mib(which: str, batch_size: int, preset: str) -> float:
     """Peak resident memory of a fresh process that runs two training steps."""
-    code = f"import bench_training; bench_training.child({which!r}, {batch_size})"  # `-c` imports from its cwd
+    code = f"import bench_training; bench_training.child({which!r}, {batch_size}, {preset!r})"  # `-c`: from cwd
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "bench")
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
-def child(which: str, batch_size: int) -> None:
-    ours, peer, processor = build_pair()
+def child(which: str, batch_size: int, preset: str = "small") -> None:
+    ours, peer, processor = build_pair(preset)
     model = ours if which == "ours" else peer
     batch = make_batch(processor, batch_size)
     images_per_second(model, batch, 1, bf16=False)
@@ -152,29 +166,34 @@ def high_water_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def flair_reference_flops() -> tuple[int, int]:
-    """Forward FLOPs per image (512 px) and per caption (64 tokens) of the flair-reference preset."""
-    model, _ = build_model("flair-reference")
+def forward_flops(model: VisionCLIPModel, image_size: int, caption_tokens: int) -> tuple[int, int]:
+    """Forward FLOPs per image and per caption of `caption_tokens` tokens."""
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as image:
-        model.encode_image(torch.randn(1, 3, 512, 512))
+        model.encode_image(torch.randn(1, 3, image_size, image_size))
     with torch.no_grad(), FlopCounterMode(display=False) as text:
-        model.encode_text(torch.randint(5, 300, (1, 64)))
+        model.encode_text(torch.randint(5, 300, (1, caption_tokens)))
     return image.get_total_flops(), text.get_total_flops()
+
+
+def flair_reference_flops() -> tuple[int, int]:
+    """Forward FLOPs per image (512 px) and per caption (64 tokens) of the flair-reference preset."""
+    return forward_flops(build_model("flair-reference")[0], 512, 64)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", choices=PRESETS, default="small")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=4)
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    ours, peer, processor = build_pair()
+    ours, peer, processor = build_pair(args.preset)
     batch = make_batch(processor, args.batch_size)
     flops = step_flops(ours, batch)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(
-        f"small preset, batch {args.batch_size}, {batch['pixel_values'].shape[-1]} px, captions of {batch['input_ids'].shape[1]} tokens, "
+        f"{args.preset} preset, batch {args.batch_size}, {batch['pixel_values'].shape[-1]} px, captions of {batch['input_ids'].shape[1]} tokens, "
         f"{torch.get_num_threads()} threads; {flops / args.batch_size / 1e9:.2f} GFLOPs per image per step; "
         f"matmul peak {peaks['fp32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bf16'] / 1e9:.0f} GFLOP/s bf16"
     )
@@ -188,11 +207,17 @@ def main(argv: list[str] | None = None) -> int:
         mfu = ours_rate * flops / args.batch_size / peaks[precision]
         print(f"| {precision} | {ours_rate:.1f} | {peer_rate:.1f} | {ours_rate / peer_rate:.2f}x | {mfu:.0%} |")
     for which in ("ours", "peer"):
-        small, large = peak_rss_mib(which, 16), peak_rss_mib(which, 64)
+        small, large = peak_rss_mib(which, 16, args.preset), peak_rss_mib(which, 64, args.preset)
         print(
             f"memory per image ({which}, fp32 training): {(large - small) / 48:.1f} MiB "
             f"(peak RSS {small:.0f} MiB at batch 16, {large:.0f} MiB at batch 64)"
         )
+    size, tokens = batch["pixel_values"].shape[-1], batch["input_ids"].shape[1]
+    image_flops, text_flops = forward_flops(copy.deepcopy(ours), size, tokens)
+    print(
+        f"{args.preset} forward FLOPs: {image_flops / 1e9:.2f} G per {size} px image, "
+        f"{text_flops / 1e9:.2f} G per {tokens}-token caption"
+    )
     image_flops, text_flops = flair_reference_flops()
     print(
         f"flair-reference forward FLOPs: {image_flops / 1e9:.1f} G per 512 px image, "

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import yaml
+
 from visionclip.cards import TARGET_AUROC, below_target, below_target_note, evaluation_table, render_model_card
 
 RESULTS = {
@@ -43,3 +45,12 @@ def test_rendered_card_explains_the_findings_below_the_bar(tiny_folder, tmp_path
     text = render_model_card(folder, model_path=str(folder)).text
     assert "| macular_hole | 0.710 | no | 30 | 410 |" in text
     assert "below it: macular_hole (0.710), rvo (0.880)" in text
+
+
+def test_card_base_models_are_hub_ids_only(tiny_folder, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    towers = {"vision_tower": "efficientnet-lite0", "text_tower": "sentence-transformers/all-MiniLM-L6-v2"}
+    (folder / "training_config.yaml").write_text(yaml.safe_dump({"preset": "small-pretrained", **towers}))
+    card = render_model_card(folder, model_path=str(folder))
+    assert card.data.base_model == ["sentence-transformers/all-MiniLM-L6-v2"]  # a packaged tower's name is not one

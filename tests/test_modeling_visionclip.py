@@ -118,9 +118,25 @@ def test_text_pooling_modes(pooling):
     )
 
 
+# EfficientNet-Lite's shape (ReLU6, no squeeze-excitation) at a width and depth that run in milliseconds
+TINY_LITE = {
+    "model_type": "efficientnet",
+    "width_coefficient": 0.25,
+    "depth_coefficient": 0.1,
+    "image_size": 64,
+    "hidden_act": "relu6",
+    "squeeze_expansion_ratio": 1e-9,
+    "batch_norm_momentum": 0.01,
+    "batch_norm_eps": 1e-3,
+    "hidden_dim": 320,  # the head: 1280 at this width
+    "drop_connect_rate": 0.0,
+}
+
+
 @pytest.mark.parametrize(
     "vision_config",
     [
+        TINY_LITE,
         {"model_type": "convnext", "hidden_sizes": [8, 16], "depths": [1, 1], "num_stages": 2},
         {
             "model_type": "vit",
@@ -132,12 +148,24 @@ def test_text_pooling_modes(pooling):
             "patch_size": 16,
         },
     ],
-    ids=["convnext", "vit"],
+    ids=["efficientnet-lite", "convnext", "vit"],
 )
 def test_other_vision_towers(vision_config):
     model = VisionCLIPModel(tiny_config(vision_config=vision_config)).eval()
     out = model(**batch(), return_loss=True)
     assert out.logits_per_image.shape == (3, 3) and torch.isfinite(out.loss)
+
+
+def test_an_efficientnet_lite_tower_has_exact_frozen_identity_squeeze_excitation_after_saving(tmp_path):
+    model = VisionCLIPModel(tiny_config(vision_config=TINY_LITE))
+    assert model.vision_embed_dim == TINY_LITE["hidden_dim"]  # EfficientNet's head width, its pooled features
+    model.save_pretrained(tmp_path)
+    for loaded in (model, VisionCLIPModel.from_pretrained(tmp_path)):
+        for block in loaded.vision_model.encoder.blocks:
+            layer = block.squeeze_excite
+            assert not any(parameter.requires_grad for parameter in layer.parameters())
+            hidden = torch.randn(2, layer.dim, 4, 4)
+            assert torch.equal(layer(hidden), hidden)
 
 
 def _loss_and_grads(model: VisionCLIPModel, inputs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -148,12 +176,12 @@ def _loss_and_grads(model: VisionCLIPModel, inputs) -> tuple[torch.Tensor, dict[
 
 
 @pytest.mark.filterwarnings("ignore:`gradient_checkpointing_enable` is deprecated")
-@pytest.mark.parametrize("vision", ["resnet", "vit"])
+@pytest.mark.parametrize("vision", ["resnet", "efficientnet", "vit"])
 def test_gradient_checkpointing_gives_same_loss_gradients_and_batch_norm_statistics(vision):
     text = {**TINY_TEXT, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     vision_config = (
-        TINY_VISION
-        if vision == "resnet"
+        {"resnet": TINY_VISION, "efficientnet": TINY_LITE}[vision]
+        if vision != "vit"
         else {
             "model_type": "vit",
             "hidden_size": 32,
@@ -175,9 +203,11 @@ def test_gradient_checkpointing_gives_same_loss_gradients_and_batch_norm_statist
     calls = []
     # a pre-hook inside the checkpointed block: checkpoints wrap `forward`, and recomputation may stop early
     vision_model = model.vision_model
-    first_block = (
-        vision_model.encoder.stages[0].layers[0] if vision == "resnet" else vision_model.layers[0].layernorm_before
-    )
+    first_block = {
+        "resnet": lambda: vision_model.encoder.stages[0].layers[0],
+        "efficientnet": lambda: vision_model.encoder.blocks[0].depthwise_conv,
+        "vit": lambda: vision_model.layers[0].layernorm_before,
+    }[vision]()
     handle = first_block.register_forward_pre_hook(lambda *args: calls.append(1))
     loss_ckpt, grads_ckpt = _loss_and_grads(model, inputs)
     handle.remove()

@@ -55,3 +55,26 @@ def test_python_m_visionclip_presets_still_runs_the_command_line():
     )
     assert listed.returncode == 0, listed.stderr
     assert "flair-reference" in listed.stdout
+
+
+def test_small_pretrained_describes_its_packaged_towers_and_their_normalisation():
+    from transformers import AutoConfig
+
+    from visionclip.packaged_towers import (
+        LITE_IMAGE_MEAN,
+        LITE_IMAGE_STD,
+        efficientnet_lite0_config,
+        minilm_folder,
+    )
+
+    preset = load_preset("small-pretrained")
+    assert preset.pretrained_towers == {"vision": "efficientnet-lite0", "text": "all-minilm-l6-v2"}
+    assert preset.tokenizer == "all-minilm-l6-v2" and preset.text_pooling == "mean"  # MiniLM is trained mean-pooled
+    assert (preset.image_mean, preset.image_std) == (LITE_IMAGE_MEAN, LITE_IMAGE_STD)
+    # the random-initialisation architectures are the packaged towers' own
+    for config, described in (
+        (efficientnet_lite0_config(), preset.vision_config),
+        (AutoConfig.from_pretrained(minilm_folder()), preset.text_config),
+    ):
+        assert {key: getattr(config, key) for key in described} == described
+    assert load_preset("small").image_mean is None  # other presets keep ImageNet's normalisation

@@ -157,7 +157,7 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
         tags=TAGS,
         datasets=[dataset] if dataset and dataset.count("/") == 1 and not Path(dataset).exists() else None,
         metrics=["roc_auc", "accuracy", "f1", "cohen_kappa"],
-        base_model=[t for t in towers if t and not Path(t).exists()] or None,
+        base_model=[t for t in towers if t and t.count("/") == 1 and not Path(t).exists()] or None,  # Hub ids
         widget=widget,
         model_name=model_name,
         eval_results=eval_results or None,

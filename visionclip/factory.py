@@ -3,6 +3,8 @@
 Build (random weights where nothing pretrained is named):
 
     model, processor = build_model("tiny")                                        # a preset name or YAML file
+    model, processor = build_model("small-pretrained")      # the preset's packaged pretrained towers (no download)
+    model, processor = build_model("small-pretrained", vision_tower="none", text_tower="none")  # random towers
     model, processor = build_model("flair-reference", vision_tower="microsoft/resnet-50",
                                    text_tower="emilyalsentzer/Bio_ClinicalBERT")   # pretrained towers
     model = build_from_config(model.config, seed=0)                               # same architecture, new weights
@@ -27,6 +29,7 @@ from configuration_visionclip import VisionCLIPConfig
 from modeling_visionclip import VisionCLIPModel
 from processing_visionclip import VisionCLIPProcessor
 
+from .packaged_towers import tower_source
 from .presets import Preset, list_presets, load_preset
 
 # A training checkpoint folder (visionclip/training/checkpoint.py): marked by its state file, the model's weights
@@ -42,17 +45,23 @@ _SHARED_FIELDS = (
 )
 
 SourceKind = Literal["checkpoint", "folder", "preset", "hub"]
+RANDOM_TOWER = "none"  # as a tower name: the preset's tower with random weights, even where it names pretrained ones
 
 
 def build_model(
     preset: str | Path | Preset, vision_tower: str | None = None, text_tower: str | None = None
 ) -> tuple[VisionCLIPModel, VisionCLIPProcessor]:
-    """A preset's model and processor, without any download unless a tower is named.
+    """A preset's model and processor, without any download unless a Hub id is named.
 
-    `vision_tower` / `text_tower` (Hub ids or local folders) replace the preset's random towers with pretrained
-    ones, and the text tower's tokenizer replaces the preset's; the preset's projection, image size, temperature and
-    zero-shot tasks stay."""
+    `vision_tower` / `text_tower` (a packaged tower's name from `visionclip.packaged_towers`, a Hub id or a local
+    folder) replace the preset's random towers with pretrained ones, and the text tower's tokenizer replaces the
+    preset's; the preset's projection, image size, normalisation, temperature and zero-shot tasks stay. Not given
+    (None), a tower is the preset's `pretrained_towers` entry if it has one, else random; `"none"` is random."""
     preset = preset if isinstance(preset, Preset) else load_preset(preset)
+    vision_tower, text_tower = (
+        _chosen_tower(given, preset.pretrained_towers.get(which))
+        for which, given in (("vision", vision_tower), ("text", text_tower))
+    )
     processor = preset.build_processor()
     if vision_tower is None and text_tower is None:
         return VisionCLIPModel(preset.build_config(vocab_size=len(processor.tokenizer))), processor
@@ -69,6 +78,14 @@ def build_model(
         vision_tower, text_tower, **random_towers, **{name: getattr(config, name) for name in _SHARED_FIELDS}
     )
     return model, processor
+
+
+def _chosen_tower(given: str | None, preset_default: str | None) -> str | None:
+    """The folder or Hub id a tower loads from, or None for a random one."""
+    name = preset_default if given is None else given
+    if name is None or name.lower() == RANDOM_TOWER:
+        return None
+    return tower_source(name)
 
 
 def build_from_config(config: VisionCLIPConfig, seed: int | None = None) -> VisionCLIPModel:
@@ -98,7 +115,8 @@ def source_kind(source: str | Path) -> SourceKind:
 
 def load_model(source: str | Path) -> tuple[VisionCLIPModel, VisionCLIPProcessor]:
     """(model in evaluation mode, processor) from a saved folder or Hub id (with its remote code), a training
-    checkpoint folder (its preset and towers, then its weights) or a preset name (random weights)."""
+    checkpoint folder (its preset and towers, then its weights) or a preset name (its pretrained towers if it names
+    any, random weights otherwise)."""
     kind = source_kind(source)
     if kind == "checkpoint":
         model, processor = _load_checkpoint(Path(source))

@@ -1,4 +1,5 @@
-"""Where the project finds data that lives outside the package: the real photographs used for evaluation."""
+"""Where the project finds data that lives outside the package: the real photographs used for evaluation, and the
+cache it writes (the embedded training data, converted pretrained towers)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from pathlib import Path
 
 REAL_DATA_ENV = "VISIONCLIP_REAL_DATA"
+CACHE_ENV = "VISIONCLIP_CACHE"
 REAL_DATA_BESIDE = Path("shared") / "data" / "fundus-real"  # beside a checkout: <parent>/shared/data/fundus-real
 
 
@@ -36,3 +38,8 @@ def real_data_dir() -> Path:
         f"Real fundus photographs not found; set {REAL_DATA_ENV} to the fundus-real folder "
         f"(looked in {', '.join(str(p) for p in candidates)})"
     )
+
+
+def cache_dir() -> Path:
+    """The project's cache: `$VISIONCLIP_CACHE`, else `~/.cache/visionclip`."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "visionclip")

@@ -20,3 +20,13 @@ def test_lock_keeps_last_blocks_trainable_and_reports_frozen_batch_norms():
     assert model.visual_projection.weight.requires_grad  # projections are never locked
     with pytest.raises(ValueError, match="has 2"):
         lock_tower(model.text_model, unlocked_blocks=9)
+
+
+def test_an_efficientnet_lite_tower_locks_by_blocks_and_its_absent_squeeze_excitation_stays_frozen():
+    model, _ = build_model("small-pretrained", vision_tower="none", text_tower="none")
+    lock_tower(model.vision_model, unlocked_blocks=2)
+    blocks = tower_blocks(model.vision_model)
+    assert blocks is model.vision_model.encoder.blocks
+    for index, block in enumerate(blocks):
+        assert not any(p.requires_grad for p in block.squeeze_excite.parameters())
+        assert block.depthwise_conv.depthwise_conv.weight.requires_grad == (index >= len(blocks) - 2)

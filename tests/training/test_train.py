@@ -67,12 +67,12 @@ def environment() -> dict[str, str]:
     return env
 
 
-def run_train(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+def run_train(args: list[str], env: dict[str, str] | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(REPO_ROOT / "train.py"), *args],
         capture_output=True,
         text=True,
-        env=environment(),
+        env=env or environment(),
         cwd=REPO_ROOT,
         **kwargs,
     )
@@ -428,3 +428,22 @@ def test_bad_dataset_path_fails_with_a_message(tmp_path: Path):
     )
     assert completed.returncode != 0
     assert "nowhere" in completed.stderr and "does not exist" in completed.stderr
+
+
+def test_small_pretrained_trains_from_its_packaged_towers(short_run, tmp_path: Path):
+    from safetensors.torch import load_file
+
+    from modeling_visionclip import SQUEEZE_EXCITE_OPEN_BIAS
+
+    args = short_run(tmp_path / "run", "--preset", "small-pretrained", "--max-steps", "2", "--batch-size", "4")
+    env = {**environment(), "VISIONCLIP_CACHE": str(tmp_path / "cache")}
+    # the timeout only makes a regression fail instead of hanging
+    completed = run_train([*args, "--save-every", "2"], timeout=900, env=env)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    exported = tmp_path / "run" / "model"
+    config = json.loads((exported / "config.json").read_text())
+    assert config["vision_config"]["model_type"] == "efficientnet" and config["text_pooling"] == "mean"
+    weights = load_file(exported / "model.safetensors")
+    gates = [tensor for name, tensor in weights.items() if name.endswith("squeeze_excite.expand.bias")]
+    assert gates and all(torch.all(gate == SQUEEZE_EXCITE_OPEN_BIAS) for gate in gates)  # still exact identities
+    assert (tmp_path / "cache" / "towers" / "efficientnet-lite0" / "model.safetensors").is_file()

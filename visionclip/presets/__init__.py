@@ -25,6 +25,7 @@ from image_processing_visionclip import VisionCLIPImageProcessor
 from processing_visionclip import VisionCLIPProcessor
 
 from ..knowledge import load_knowledge_base
+from ..packaged_towers import tower_source
 from ..resources import PRESETS, data_path
 from ..tokenization import build_knowledge_base_tokenizer
 from ..zeroshot.tasks import recommended_tasks
@@ -42,6 +43,8 @@ _PRESET_KEYS = {
     "logit_scale_init_value",
     "logit_scale_max",
     "pretrained_towers",
+    "image_mean",
+    "image_std",
 }
 
 
@@ -60,19 +63,25 @@ class Preset:
     logit_scale_init_value: float = 2.6592
     logit_scale_max: float = 100.0
     pretrained_towers: dict[str, str] = field(default_factory=dict)
+    image_mean: list[float] | None = None  # the normalisation the vision tower was trained with (default ImageNet's)
+    image_std: list[float] | None = None
 
     @property
     def max_text_length(self) -> int:
         return int(self.text_config.get("max_position_embeddings", 512))
 
     def build_tokenizer(self):
-        """The preset's tokenizer: the project's knowledge-base tokenizer, or `AutoTokenizer` for a Hub id/folder."""
+        """The preset's tokenizer: the project's knowledge-base tokenizer, or `AutoTokenizer` for a packaged
+        tower's name, a Hub id or a folder."""
         if self.tokenizer == KNOWLEDGE_BASE_TOKENIZER:
             return build_knowledge_base_tokenizer(model_max_length=self.max_text_length)
-        return AutoTokenizer.from_pretrained(self.tokenizer, model_max_length=self.max_text_length)
+        return AutoTokenizer.from_pretrained(tower_source(self.tokenizer), model_max_length=self.max_text_length)
 
     def build_image_processor(self) -> VisionCLIPImageProcessor:
-        return VisionCLIPImageProcessor(size={"height": self.image_size, "width": self.image_size})
+        normalisation = {
+            key: value for key, value in (("image_mean", self.image_mean), ("image_std", self.image_std)) if value
+        }
+        return VisionCLIPImageProcessor(size={"height": self.image_size, "width": self.image_size}, **normalisation)
 
     def build_processor(self) -> VisionCLIPProcessor:
         return VisionCLIPProcessor(image_processor=self.build_image_processor(), tokenizer=self.build_tokenizer())

@@ -7,7 +7,6 @@ import dataclasses
 import functools
 import json
 import math
-import os
 import types
 import typing
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from ..losses import LABEL_SIMILARITIES, LOSSES
+from ..paths import cache_dir
 from ..precision import PRECISIONS
 from ..synthetic.labels import resolve_prevalence
 from ..synthetic.writer import IMAGE_FORMATS
@@ -59,7 +59,7 @@ def option(default: Any = MISSING, *, help: str, default_factory: Callable[[], A
 
 
 def default_cache_dir() -> str:
-    return os.environ.get("VISIONCLIP_CACHE") or str(Path.home() / ".cache" / "visionclip")
+    return str(cache_dir())
 
 
 @dataclass
@@ -96,10 +96,15 @@ class TrainConfig:
     balance_by: str | None = option(None, help="column whose classes are sampled equally often (rejection sampling)")
     # model
     preset: str = option("small", help="preset name or preset YAML file")
-    vision_tower: str | None = option(None, help="start the vision tower from this pretrained Hub id or folder")
+    vision_tower: str | None = option(
+        None,
+        help="start the vision tower from this packaged tower (efficientnet-lite0), Hub id or folder; "
+        "default: the preset's pretrained tower if it names one; 'none': random",
+    )
     text_tower: str | None = option(
         None,
-        help="start the text tower (and tokenizer) from this pretrained Hub id or folder",
+        help="start the text tower (and tokenizer) from this packaged tower (all-minilm-l6-v2), Hub id or folder; "
+        "default: the preset's pretrained tower if it names one; 'none': random",
     )
     lock_image: bool = option(False, help="freeze the vision tower (and its batch-norm statistics)")
     lock_image_unlocked_layers: int = option(0, help="...but keep its last N blocks trainable")

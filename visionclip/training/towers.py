@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from torch import nn
 
-_BLOCK_LISTS = ("encoder.stages", "encoder.layer", "encoder.layers", "layers")
+from modeling_visionclip import hold_absent_squeeze_excitation
+
+_BLOCK_LISTS = ("encoder.stages", "encoder.blocks", "encoder.layer", "encoder.layers", "layers")
 
 
 def tower_blocks(tower: nn.Module) -> nn.ModuleList:
-    """The repeated blocks of a tower: ResNet/ConvNeXt stages, BERT or ViT layers."""
+    """The repeated blocks of a tower: ResNet/ConvNeXt stages, EfficientNet blocks, BERT or ViT layers."""
     for path in _BLOCK_LISTS:
         module = tower
         for part in path.split("."):
@@ -32,5 +34,6 @@ def lock_tower(tower: nn.Module, unlocked_blocks: int = 0) -> list[nn.Module]:
         for block in unlocked:
             for parameter in block.parameters():
                 parameter.requires_grad_(True)
+        hold_absent_squeeze_excitation(tower)  # an unlocked block's left-out squeeze-excitation stays frozen
     unlocked_ids = {id(m) for block in unlocked for m in block.modules()}
     return [m for m in tower.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in unlocked_ids]
