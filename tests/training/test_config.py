@@ -32,6 +32,8 @@ def test_defaults_are_valid_and_flags_override_yaml(tmp_path):
         (["--lr", "nan"], "lr must be a finite number, got nan"),
         (["--adam-eps=-inf"], "adam_eps must be a finite number, got -inf"),
         (["--grad-clip", "nan"], "grad_clip must be a finite number"),
+        (["--tower-lr", "nan"], "tower_lr must be a finite number, got nan"),
+        (["--tower-lr", "0"], "tower_lr must be > 0 (or unset), got 0.0"),
         (["--cpu-threads", "-1"], "cpu_threads must not be negative, got -1"),
         (["--resume", "latest", "--overwrite", "true"], "resume and overwrite exclude each other"),
         (["--output-dir", ""], "output_dir must name a folder"),

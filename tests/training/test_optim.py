@@ -46,3 +46,17 @@ def test_fused_adamw_on_request(fused: bool):
     model, _ = build_model("tiny")
     optimizer = build_optimizer([model], 1e-3, 0.1, (0.9, 0.98), 1e-6, fused=fused)
     assert bool(optimizer.defaults["fused"]) is fused
+
+
+def test_tower_lr_puts_the_towers_in_their_own_groups_and_the_schedule_scales_each_peak():
+    model, _ = build_model("tiny")
+    optimizer = build_optimizer([model], 1e-3, 0.1, (0.9, 0.98), 1e-6, tower_lr=1e-5)
+    rate = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    assert all(rate[id(p)] == 1e-5 for p in model.vision_model.parameters())
+    assert all(rate[id(p)] == 1e-5 for p in model.text_model.parameters())
+    assert rate[id(model.visual_projection.weight)] == rate[id(model.logit_scale)] == 1e-3
+    assert len(rate) == len(list(model.parameters()))
+    scheduler = warmup_cosine(optimizer, warmup_steps=2, total_steps=10, min_ratio=0.01)
+    optimizer.step()
+    scheduler.step()
+    assert sorted({round(lr, 12) for lr in scheduler.get_last_lr()}) == [1e-5, 1e-3]

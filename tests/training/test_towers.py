@@ -30,3 +30,14 @@ def test_an_efficientnet_lite_tower_locks_by_blocks_and_its_absent_squeeze_excit
     for index, block in enumerate(blocks):
         assert not any(p.requires_grad for p in block.squeeze_excite.parameters())
         assert block.depthwise_conv.depthwise_conv.weight.requires_grad == (index >= len(blocks) - 2)
+
+
+def test_unlocking_the_last_blocks_also_unlocks_what_follows_them_in_the_tower():
+    model, _ = build_model("small-pretrained", vision_tower="none", text_tower="none")
+    frozen_norms = lock_tower(model.vision_model, unlocked_blocks=1)
+    encoder = model.vision_model.encoder
+    assert encoder.top_conv.weight.requires_grad and encoder.top_bn.weight.requires_grad
+    assert encoder.top_bn not in frozen_norms
+    assert not model.vision_model.embeddings.convolution.weight.requires_grad
+    lock_tower(model.vision_model, unlocked_blocks=0)
+    assert not encoder.top_conv.weight.requires_grad

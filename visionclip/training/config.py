@@ -107,7 +107,9 @@ class TrainConfig:
         "default: the preset's pretrained tower if it names one; 'none': random",
     )
     lock_image: bool = option(False, help="freeze the vision tower (and its batch-norm statistics)")
-    lock_image_unlocked_layers: int = option(0, help="...but keep its last N blocks trainable")
+    lock_image_unlocked_layers: int = option(
+        0, help="...but keep its last N blocks (and the layers after them) trainable"
+    )
     lock_text: bool = option(False, help="freeze the text tower")
     lock_text_unlocked_layers: int = option(0, help="...but keep its last N layers trainable")
     gradient_checkpointing: bool = option(False, help="recompute activations in backward to save memory")
@@ -131,6 +133,9 @@ class TrainConfig:
     max_steps: int = option(1000, help="optimizer steps")
     lr: float = option(1e-3, help="peak learning rate")
     min_lr: float = option(1e-5, help="final learning rate of the cosine schedule")
+    tower_lr: float | None = option(
+        None, help="peak learning rate of the towers (default: lr); lower it for pretrained towers under new heads"
+    )
     warmup_steps: int = option(50, help="linear warm-up steps")
     weight_decay: float = option(0.1, help="AdamW weight decay (not on norms, biases, embeddings or the logit scale)")
     adam_beta1: float = option(0.9, help="AdamW beta1 (first-moment decay)")
@@ -163,7 +168,9 @@ class TrainConfig:
         problems = [
             f"{item.name} must be a finite number, got {getattr(self, item.name)}"
             for item in dataclasses.fields(self)
-            if _option_types()[item.name][0] is float and not math.isfinite(getattr(self, item.name))
+            if _option_types()[item.name][0] is float
+            and getattr(self, item.name) is not None
+            and not math.isfinite(getattr(self, item.name))
         ]
         if problems:  # the comparisons below mean nothing for inf or nan
             raise ValueError("Invalid training configuration:\n  " + "\n  ".join(problems))
@@ -210,6 +217,8 @@ class TrainConfig:
             problems.append(f"report_to must be one of {REPORTERS}, got {self.report_to!r}")
         if not self.lr > 0 or not 0 <= self.min_lr <= self.lr:
             problems.append(f"need 0 <= min_lr <= lr and lr > 0, got lr={self.lr}, min_lr={self.min_lr}")
+        if self.tower_lr is not None and not self.tower_lr > 0:
+            problems.append(f"tower_lr must be > 0 (or unset), got {self.tower_lr}")
         if self.warmup_steps >= self.max_steps:
             problems.append(f"warmup_steps ({self.warmup_steps}) must be below max_steps ({self.max_steps})")
         if self.synthetic_image_size < 32:

@@ -25,6 +25,27 @@ def parameter_groups(modules: list[nn.Module], weight_decay: float) -> list[dict
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+TOWERS = ("vision_model", "text_model")
+
+
+def with_tower_lr(groups: list[dict], modules: list[nn.Module], tower_lr: float) -> list[dict]:
+    """Each group split in two: the towers' parameters at `tower_lr`, the rest (projections, logit scale, loss
+    parameters) at the optimizer's learning rate, as when pretrained towers are tuned under new heads."""
+    in_towers = {
+        id(parameter)
+        for module in modules
+        for tower in TOWERS
+        if isinstance(getattr(module, tower, None), nn.Module)
+        for parameter in getattr(module, tower).parameters()
+    }
+    split = []
+    for group in groups:
+        towers = [p for p in group["params"] if id(p) in in_towers]
+        rest = [p for p in group["params"] if id(p) not in in_towers]
+        split += [{**group, "params": rest}, {**group, "params": towers, "lr": tower_lr}]
+    return split
+
+
 def build_optimizer(
     modules: list[nn.Module],
     lr: float,
@@ -32,9 +53,14 @@ def build_optimizer(
     betas: tuple[float, float],
     eps: float,
     fused: bool = False,
+    tower_lr: float | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters of `modules`; `fused` selects the single-kernel implementation."""
-    groups = [group for group in parameter_groups(modules, weight_decay) if group["params"]]
+    """AdamW over the trainable parameters of `modules`; `fused` selects the single-kernel implementation;
+    `tower_lr`, if given, is the towers' learning rate (see `with_tower_lr`)."""
+    groups = parameter_groups(modules, weight_decay)
+    if tower_lr is not None:
+        groups = with_tower_lr(groups, modules, tower_lr)
+    groups = [group for group in groups if group["params"]]
     if not groups:
         raise ValueError("Nothing to train: every parameter is frozen")
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused or None)
@@ -43,7 +69,8 @@ def build_optimizer(
 def warmup_cosine(
     optimizer: torch.optim.Optimizer, warmup_steps: int, total_steps: int, min_ratio: float
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up from 0 to the peak over `warmup_steps`, then cosine decay to `min_ratio` x peak."""
+    """Linear warm-up from 0 to the peak over `warmup_steps`, then cosine decay to `min_ratio` x peak (each
+    parameter group's own peak)."""
 
     def factor(step: int) -> float:
         if step < warmup_steps:
@@ -65,5 +92,6 @@ def optimizer_and_schedule(
         (config.adam_beta1, config.adam_beta2),
         config.adam_eps,
         fused=fused,
+        tower_lr=config.tower_lr,
     )
     return optimizer, warmup_cosine(optimizer, config.warmup_steps, config.max_steps, config.min_lr / config.lr)
