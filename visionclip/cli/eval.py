@@ -115,8 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         datasets = load_datasets(args.dataset or default_datasets(), args)
         model, processor = load_model(args.model)
         models = [(args.model_name or args.model, model, processor)]
-        if not args.no_random_baseline:
-            models.append(("random init (same architecture)", random_baseline(model, args.seed), processor))
+        baseline = None if args.no_random_baseline else random_baseline(model, args.seed)
+        if baseline is not None:
+            models.append(("random init (same architecture)", baseline, processor))
         for other in args.compare:
             other_model, other_processor = load_model(other)
             models.append((other, other_model, other_processor))
@@ -151,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, model_, processor_ in tqdm(models, desc="models"):
         for dataset in datasets:
             try:
-                results, raw = evaluate_dataset(model_, processor_, name, dataset, options)
+                results, raw = evaluate_dataset(
+                    model_, processor_, name, dataset, options, estimate_batch_norm=model_ is baseline
+                )
             except ValueError as error:
                 parser.error(f"{dataset.name}: {error}")
             entries += results
