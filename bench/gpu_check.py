@@ -10,8 +10,8 @@ Stages, each in its own process under its own time budget (a stage that overruns
                     MFU: FLOPs counted with torch's FlopCounterMode (as docs/gpu_hours.md does, on a third trainer at
                     batch 16) against a bf16 matmul peak measured here
     layout_compile  the same step at batch 128 without checkpointing: channels-last, contiguous, and torch.compile
-                    last, only where the stage has COMPILE_NEEDS_S (180 s) left (it records why not otherwise: compiling
-                    this model took more than a minute on the H100; measure it alone, see below)
+                    last, only where the stage has COMPILE_NEEDS_S (180 s) left (it records why not otherwise:
+                    compiling this model took more than a minute on the H100; measure it alone, see below)
     loader          DataLoader images/s with 8 and 15 workers on the PNG and the JPEG set, against the step rate
     main_job        `train.py` with its defaults on the GPU (15 loader workers): the held-out AUROC curve against the
                     CPU run's figures in README.md; the same schedule (train.py's defaults), so each point compares

@@ -9,8 +9,10 @@
 `--dataset TASK:SOURCE`: TASK is a task name (visionclip/data/eval_tasks) or a task YAML file; SOURCE is a CSV of
 `file,label[,split,fold]` (paths relative to the CSV), a folder with one subfolder per label, a `datasets` folder
 or Hub id, or `synthetic` (held-out images from the generator). A dataset without a split column is evaluated
-whole: zero-shot scores every image, few-shot probes train on --shots images per class and score the rest. Each model is compared with a randomly initialised
-model of the same architecture. Writes results.json, results.md, model_index.json and PNG plots to --output-dir.
+whole: zero-shot scores every image, few-shot probes train on --shots images per class and score the rest. Each
+model is compared with a randomly initialised model of the same architecture (random features: its batch norms'
+statistics are estimated on each set's images, not its labels). Writes results.json, results.md, model_index.json and
+PNG plots to --output-dir.
 """
 
 from __future__ import annotations
