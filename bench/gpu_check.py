@@ -1,13 +1,17 @@
-"""What a GPU user meets first, measured in one unattended run of at most 8 minutes on one H100.
+"""What a GPU user meets first, measured in one unattended run of about 8.5 minutes on one H100.
 
 Stages, each in its own process under its own time budget (a stage that overruns is stopped, recorded as
-`overrun` with what it had measured, and the next one starts):
+`overrun` with what it had measured, and the next one starts; every stage records each figure as soon as it has it):
 
-    data            the project's generator writes a small 512 px set twice, PNG and JPEG (inputs of the next ones)
-    step            the flair-reference training step (ResNet-50 + BERT-base, 512 px) at batch 256 in bf16:
-                    images/s, peak GPU memory with and without gradient checkpointing, and MFU: FLOPs counted with
-                    torch's FlopCounterMode (as docs/gpu_hours.md does) against a bf16 matmul peak measured here
-    layout_compile  the same step at batch 128 without checkpointing: channels-last off, and torch.compile on
+    data            the project's generator writes a small 512 px PNG set (15 workers), and the same images
+                    re-encoded make the JPEG set (bench/gpu_check_data.py: what `--image-format jpeg` would write)
+    step            the flair-reference training step (ResNet-50 + BERT-base, 512 px) at batch 256 in bf16, on one
+                    batch read once: images/s and peak GPU memory without, then with gradient checkpointing; then
+                    MFU: FLOPs counted with torch's FlopCounterMode (as docs/gpu_hours.md does, on a third trainer at
+                    batch 16) against a bf16 matmul peak measured here
+    layout_compile  the same step at batch 128 without checkpointing: channels-last, contiguous, and torch.compile
+                    last, only where the stage has COMPILE_NEEDS_S (180 s) left (it records why not otherwise:
+                    compiling this model took more than a minute on the H100; measure it alone, see below)
     loader          DataLoader images/s with 8 and 15 workers on the PNG and the JPEG set, against the step rate
     main_job        `train.py` with its defaults on the GPU (15 loader workers): the held-out AUROC curve against the
                     CPU run's figures in README.md; the same schedule (train.py's defaults), so each point compares
@@ -15,6 +19,15 @@ Stages, each in its own process under its own time budget (a stage that overruns
     ddp             two train.py processes on the one GPU (gloo): DDP, gradient accumulation, a checkpoint and a
                     resume from it; checks that the learning rate after N steps is the single-process schedule's
                     (it is not where each of N processes steps the scheduler)
+
+Budgets (BUDGETS, 510 s together; with the wheels' install about 9 minutes of the 600 s) come from the runs on an
+NVIDIA H100 80GB HBM3 machine with 16 cores on 2026-11-27 (docs/gpu_hours.md has their figures): main_job took 124 s
+in one run and was on course for about 150 s in the other (its generation was slower); loader's two PNG
+measurements took 33 s with its start (there are four now); ddp's first run and checkpoint fit in 50 s but not its
+resume; layout_compile's two layouts and part of a compile fit in 110 s. data and step overran for reasons fixed
+since (the generator's pool kept 2 of its 15 workers busy on 8-image shards; step built a trainer and read a batch
+three times, the FLOP count first, before recording an images/s figure), so their budgets are estimates with a
+margin of about 2x and 1.4x.
 
 It writes `gpu_check.json` (every figure, each stage's status) and `gpu_check.log` (everything printed) to `--out`
 (default `$OUT`, else runs/gpu_check) and exits 1 when a stage or a check failed.
@@ -33,13 +46,14 @@ which runs `python -m pip download --no-deps --only-binary=:all: --python-versio
 transformers==5.24.0 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19`.
 
 On the device (the `run` tool sends the checkout the session started in, so prepare `.whl/` there; it is carried
-because it is ignored; about 8 minutes of stages, the rest of the 600 s is slack, and the machine's start comes on
-top):
+because it is ignored; 8.5 minutes of stages at most, the rest of the 600 s is slack, and the machine's start comes
+on top):
 
     run(command="PYTHONUNBUFFERED=1 python3 bench/gpu_check.py --out $OUT", carry=[".whl"], timeout_s=600)
 
 A stage that overran can be rerun alone with more time, e.g. `--stages main_job --stage-budget main_job=500` (step,
-layout_compile, loader and ddp read the data stage's sets: list `data` first).
+layout_compile, loader and ddp read the data stage's sets: list `data` first). torch.compile's figure needs its own
+run: `--stages data,layout_compile --stage-budget layout_compile=400`.
 
 Here, in CI (tests/test_gpu_check.py): `python bench/gpu_check.py --dry-run --out DIR` runs every stage at tiny
 sizes (tiny preset, 64 px, a few steps) on the CPU; its figures mean nothing, it checks that every stage works.
@@ -69,9 +83,9 @@ CARRIED = {"transformers": "5.24.0", "datasets": "5.2.0", "dill": "0.4.1", "mult
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 OPTIONAL = {"evaluate"}  # pyproject dependencies the check does not use (eval_zeroshot.py's report does)
 STAGES = tuple(STAGE_FUNCTIONS)  # in the order they run
-# Seconds on one H100 with 16 cores, 470 together (inductor compiling ResNet-50 + BERT-base takes the most); the
-# dry run's are generous limits for a busy 2-core CPU.
-BUDGETS = {"data": 45, "step": 65, "layout_compile": 125, "loader": 45, "main_job": 140, "ddp": 50}
+# Seconds on one H100 with 16 cores, 510 together (see the docstring); the dry run's are generous limits for a busy
+# 2-core CPU.
+BUDGETS = {"data": 35, "step": 85, "layout_compile": 55, "loader": 80, "main_job": 170, "ddp": 85}
 DRY_RUN_BUDGETS = dict.fromkeys(STAGES, 600)
 
 
@@ -206,6 +220,7 @@ def run_stages(args: argparse.Namespace, out: Path, work: Path) -> dict:
             else:
                 print(f"gpu_check: stage {stage} (budget {budget:.0f} s)", file=log, flush=True)
                 command = [sys.executable, str(Path(__file__).resolve()), "--stage", stage, "--work", str(work)]
+                command += ["--stage-seconds", str(budget)]  # so that a stage can skip what cannot fit
                 status, returncode, seconds = run_budgeted(
                     [*command, *(["--dry-run"] if args.dry_run else [])], budget, log
                 )
@@ -253,6 +268,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--prepare-wheels", action="store_true", help="download the wheels the device lacks")
     parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)  # internal: run one stage here
+    parser.add_argument("--stage-seconds", type=float, help=argparse.SUPPRESS)  # internal: that stage's budget
     args = parser.parse_args(argv)
     budgets = dict(item.partition("=")[::2] for item in args.stage_budget)
     unknown = sorted((set(args.stages) | set(budgets)) - set(STAGES))
@@ -277,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.stage:
         from gpu_check_stages import run_stage
 
-        return run_stage(args.stage, args.work, args.dry_run)
+        return run_stage(args.stage, args.work, args.dry_run, args.stage_seconds)
     install_carried_wheels_and_restart()
     os.environ.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", TQDM_MININTERVAL="5")
     args.out.mkdir(parents=True, exist_ok=True)

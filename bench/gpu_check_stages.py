@@ -78,11 +78,16 @@ DDP = {
 class Stage:
     """One stage's sizes, folders and results (written through on every `record`)."""
 
-    def __init__(self, name: str, work: Path, dry_run: bool):
+    def __init__(self, name: str, work: Path, dry_run: bool, budget_s: float | None = None):
         self.name, self.work, self.dry_run = name, work, dry_run
         self.sizes = DRY if dry_run else FULL
         self.results: dict[str, Any] = {}
         self.trainers = 0  # each Trainer gets its own output folder
+        self.deadline = None if budget_s is None else time.monotonic() + budget_s
+
+    def seconds_left(self) -> float:
+        """Seconds until gpu_check.py stops this stage (infinite where it was run without a budget)."""
+        return math.inf if self.deadline is None else self.deadline - time.monotonic()
 
     def trainer_folder(self) -> str:
         self.trainers += 1
@@ -100,6 +105,11 @@ class Stage:
         if image_format not in self.earlier("data"):
             raise FileNotFoundError(f"{folder}: no generated set (the data stage did not finish it)")
         return folder
+
+    def quickest_set(self) -> Path:
+        """The JPEG set where there is one (its first batch decodes several times faster), else the PNG set: for
+        stages that time steps on one batch read once, where the encoding does not matter."""
+        return self.data("jpeg") if "jpeg" in self.earlier("data") else self.data("png")
 
     def earlier(self, stage: str) -> dict[str, Any]:
         path = self.work / f"{stage}.json"
@@ -196,12 +206,13 @@ def first_micro_batches(trainer) -> list[dict[str, Any]]:
     return micro
 
 
-def timed_steps(trainer, steps: int, warmup: int) -> dict[str, Any]:
-    """Images/s of `steps` optimizer steps on one batch (the loader is measured on its own), after `warmup`."""
+def timed_steps(trainer, micro: list[dict[str, Any]], steps: int, warmup: int, progress=None) -> dict[str, Any]:
+    """Images/s of `steps` optimizer steps on the batch `micro` (the loader is measured on its own), after `warmup`
+    untimed ones; `progress(values)` hears the warm-up's seconds as soon as it ends."""
     import torch
 
     device = trainer.accelerator.device
-    micro = first_micro_batches(trainer)
+    trainer.train_mode()
     synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -210,6 +221,8 @@ def timed_steps(trainer, steps: int, warmup: int) -> dict[str, Any]:
         trainer.train_step(micro)
     synchronize(device)
     warmup_s, started = time.perf_counter() - started, time.perf_counter()
+    if progress is not None:
+        progress({"warmup_steps_s": round(warmup_s, 2)})
     for _ in range(steps):
         loss = trainer.train_step(micro)
     synchronize(device)
@@ -225,6 +238,31 @@ def timed_steps(trainer, steps: int, warmup: int) -> dict[str, Any]:
         "caption_tokens": int(micro[0]["input_ids"].shape[1]),
         "loss": float(loss),
     }
+
+
+def measure_variant(stage: Stage, key: str, accelerator, config, shared: dict[str, Any]) -> dict[str, Any]:
+    """`timed_steps` on a fresh Trainer for `config`, recorded under `key` phase by phase (building the trainer,
+    reading the batch, the warm-up), so a stage stopped at its budget shows where it was. The batch is read once per
+    stage (`shared`) and reused by the next variants: its first read decodes a whole batch on one loader worker."""
+    sizes, phases = stage.sizes, {}
+
+    def progress(values: dict[str, Any]) -> None:
+        phases.update(values)
+        stage.record(**{key: {"status": "measuring", **phases}})
+
+    def measure(trainer) -> dict[str, Any]:
+        progress({"trainer_built_s": round(time.perf_counter() - started, 2)})
+        if "micro" not in shared:
+            read = time.perf_counter()
+            shared["micro"] = first_micro_batches(trainer)
+            progress({"first_batch_s": round(time.perf_counter() - read, 2)})
+        return timed_steps(trainer, shared["micro"], sizes.timed_steps, sizes.warmup_steps, progress)
+
+    started = time.perf_counter()
+    progress({})
+    result = {**phases, **with_trainer(accelerator, config, measure)}
+    stage.record(**{key: result})
+    return result
 
 
 def step_flops_per_image(trainer) -> dict[str, Any]:
@@ -272,58 +310,103 @@ def run_logged(command: list[str], env: dict[str, str] | None = None, on_line: C
 
 
 def stage_data(stage: Stage) -> None:
-    sizes = stage.sizes
-    for image_format in ("png", "jpeg"):
-        started = time.perf_counter()
-        command = [
-            *(sys.executable, str(ROOT / "generate_fundus.py"), "--out", str(stage.work / "data" / image_format)),
-            *("--splits", f"train={sizes.train_images},validation={sizes.validation_images}"),
-            *("--image-size", str(sizes.image_size), "--rows-per-shard", str(sizes.rows_per_shard)),
-            *("--workers", str(1 if stage.dry_run else LOADER_WORKERS), "--image-format", image_format, "--quiet"),
-        ]
-        if run_logged(command):
-            raise RuntimeError(f"generate_fundus.py failed for {image_format}")
-        seconds = time.perf_counter() - started
-        images = sizes.train_images + sizes.validation_images
-        stage.record(
-            **{image_format: {"images": images, "seconds": round(seconds, 1), "images_per_s": images / seconds}}
-        )
+    """The PNG set from the generator, then the JPEG set from it by re-encoding the same images."""
+    from gpu_check_data import derive_jpeg_set
+
+    sizes, workers = stage.sizes, 1 if stage.dry_run else LOADER_WORKERS
+    images = sizes.train_images + sizes.validation_images
+    png, started = stage.work / "data" / "png", time.perf_counter()
+    command = [
+        *(sys.executable, str(ROOT / "generate_fundus.py"), "--out", str(png)),
+        *("--splits", f"train={sizes.train_images},validation={sizes.validation_images}"),
+        *("--image-size", str(sizes.image_size), "--rows-per-shard", str(sizes.rows_per_shard)),
+        *("--workers", str(workers), "--image-format", "png", "--quiet"),
+    ]
+    if run_logged(command):
+        raise RuntimeError("generate_fundus.py failed")
+    stage.record(png=made(images, started, workers, "generate_fundus.py"))
+    started = time.perf_counter()
+    derive_jpeg_set(png, stage.work / "data" / "jpeg", workers=workers)
+    stage.record(jpeg=made(images, started, workers, "the PNG set's images re-encoded (bench/gpu_check_data.py)"))
+
+
+def made(images: int, started: float, workers: int, how: str) -> dict[str, Any]:
+    seconds = time.perf_counter() - started
+    return {
+        "images": images,
+        "seconds": round(seconds, 1),
+        "images_per_s": round(images / seconds, 1),
+        "workers": workers,
+        "how": how,
+    }
+
+
+# torch.compile of the flair-reference step had not finished after about a minute on the H100 machine (2026-11-27):
+# below this many seconds left, the layout stage records why it did not try instead of overrunning
+COMPILE_NEEDS_S = 180
 
 
 def stage_step(stage: Stage) -> None:
+    """Images/s and peak memory at the recipe's batch without and with checkpointing first; then the matmul peak
+    and the FLOP count that turn them into MFU (a third trainer, at a small batch)."""
     import torch
 
     accelerator, choice = accelerator_and_precision(stage)
-    sizes = stage.sizes
+    sizes, shared = stage.sizes, {}
     stage.record(device=describe_device(accelerator.device), precision=choice.summary(), preset=sizes.preset)
+    results = {}
+    for checkpointing in (False, True):
+        key = f"batch_{sizes.batch}_gradient_checkpointing_{'on' if checkpointing else 'off'}"
+        config = train_config(
+            stage, choice.mixed_precision, dataset=str(stage.quickest_set()), gradient_checkpointing=checkpointing
+        )
+        results[key] = measure_variant(stage, key, accelerator, config, shared)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(choice.mixed_precision, torch.float32)
     peak = matmul_peak(accelerator.device, dtype, sizes.matmul_size)
     stage.record(matmul_peak_tflops=round(peak / 1e12, 3), matmul=f"{sizes.matmul_size}^3 {dtype}")
-    config = train_config(stage, choice.mixed_precision, batch_size=sizes.flops_batch)
-    flops = with_trainer(accelerator, config, step_flops_per_image)["flops_per_image"]
-    stage.record(step_gflops_per_image=round(flops / 1e9, 2))
-    for checkpointing in (False, True):
-        config = train_config(stage, choice.mixed_precision, gradient_checkpointing=checkpointing)
-        result = with_trainer(accelerator, config, lambda t: timed_steps(t, sizes.timed_steps, sizes.warmup_steps))
+    config = train_config(
+        stage, choice.mixed_precision, dataset=str(stage.quickest_set()), batch_size=sizes.flops_batch
+    )
+    counted = with_trainer(accelerator, config, step_flops_per_image)
+    if "flops_per_image" not in counted:
+        stage.record(step_flops=counted)
+        return
+    flops = counted["flops_per_image"]
+    stage.record(step_gflops_per_image=round(flops / 1e9, 2), flops_batch=sizes.flops_batch)
+    for key, result in results.items():
         if "images_per_s" in result:  # model FLOPs: the recomputation of checkpointing does not count
-            result["mfu"] = round(result["images_per_s"] * flops / peak, 4)
-        stage.record(**{f"batch_{sizes.batch}_gradient_checkpointing_{'on' if checkpointing else 'off'}": result})
+            stage.record(**{key: {**result, "mfu": round(result["images_per_s"] * flops / peak, 4)}})
 
 
 def stage_layout_compile(stage: Stage) -> None:
     import torch
 
     accelerator, choice = accelerator_and_precision(stage)
-    sizes = stage.sizes
+    sizes, shared = stage.sizes, {}
     if stage.dry_run:  # trace with dynamo but generate no code: seconds instead of minutes on a CPU
         compile_ = torch.compile
         torch.compile = lambda model, **kwargs: compile_(model, backend="eager", **kwargs)
-    variants = {"channels_last": {}, "contiguous": {"channels_last": False}, "torch_compile": {"torch_compile": True}}
     stage.record(batch=sizes.layout_batch, precision=choice.summary(), note="without gradient checkpointing")
+    variants = {"channels_last": {}, "contiguous": {"channels_last": False}, "torch_compile": {"torch_compile": True}}
     for name, overrides in variants.items():
-        config = train_config(stage, choice.mixed_precision, batch_size=sizes.layout_batch, **overrides)
-        result = with_trainer(accelerator, config, lambda t: timed_steps(t, sizes.timed_steps, sizes.warmup_steps))
-        stage.record(**{name: result})
+        left = stage.seconds_left()
+        if name == "torch_compile" and left < COMPILE_NEEDS_S:
+            stage.record(
+                torch_compile={
+                    "status": f"not run: compiling this model needs about {COMPILE_NEEDS_S} s (more than a minute on "
+                    f"an H100 machine) and this stage had {left:.0f} s left; measure it on its own with "
+                    "`--stages data,layout_compile --stage-budget layout_compile=400`"
+                }
+            )
+            continue
+        config = train_config(
+            stage,
+            choice.mixed_precision,
+            dataset=str(stage.quickest_set()),
+            batch_size=sizes.layout_batch,
+            **overrides,
+        )
+        measure_variant(stage, name, accelerator, config, shared)
 
 
 def stage_loader(stage: Stage) -> None:
@@ -502,8 +585,8 @@ STAGES: dict[str, Callable[[Stage], None]] = {
 }
 
 
-def run_stage(name: str, work: Path, dry_run: bool) -> int:
-    stage = Stage(name, work, dry_run)
+def run_stage(name: str, work: Path, dry_run: bool, budget_s: float | None = None) -> int:
+    stage = Stage(name, work, dry_run, budget_s)
     try:
         STAGES[name](stage)
     except Exception as error:  # recorded for the report; the next stage runs regardless

@@ -119,6 +119,42 @@ def test_the_readme_curve_is_found():
     assert stages.readme_cpu_curve(text) == {10: 0.7, 20: 0.8, 1000: 0.9}
 
 
+def test_the_jpeg_set_derived_from_the_png_set_is_the_generators_jpeg_set(tmp_path):
+    import pyarrow.parquet as pq
+
+    from visionclip.shards import MANIFEST
+    from visionclip.synthetic.writer import SampleMaker, write_parquet_dataset
+
+    derive_jpeg_set = load_bench("gpu_check_data").derive_jpeg_set
+    splits, prevalence = {"train": 6, "validation": 3}, tuple(sorted({"not_fundus": 0.2, "is_amd": 0.3}.items()))
+    write_parquet_dataset(tmp_path / "png", splits, SampleMaker(64, 3, prevalence), rows_per_shard=4)
+    derive_jpeg_set(tmp_path / "png", tmp_path / "derived", workers=2)
+    generated = SampleMaker(64, 3, prevalence, image_format="jpeg", jpeg_quality=95)
+    write_parquet_dataset(tmp_path / "generated", splits, generated, rows_per_shard=4)
+
+    derived, direct = tmp_path / "derived", tmp_path / "generated"
+    assert (derived / MANIFEST).read_text() == (direct / MANIFEST).read_text()
+    shard_names = sorted(p.name for p in (direct / "data").iterdir())
+    assert len(shard_names) == 3 and sorted(p.name for p in (derived / "data").iterdir()) == shard_names
+    for name in shard_names:
+        assert pq.read_table(derived / "data" / name).equals(pq.read_table(direct / "data" / name)), name
+    with pytest.raises(ValueError, match="not a PNG set"):
+        derive_jpeg_set(direct, tmp_path / "again")
+
+
+def test_torch_compile_is_left_out_and_said_so_where_the_stage_budget_cannot_hold_it(tmp_path):
+    needs = load_bench("gpu_check_stages").COMPILE_NEEDS_S
+    out = tmp_path / "out"
+    budget = f"layout_compile={needs - 10}"
+    done = run_gpu_check("--dry-run", "--stages", "data,layout_compile", "--stage-budget", budget, "--out", str(out))
+    report = json.loads((out / "gpu_check.json").read_text())
+    layout = report["stages"]["layout_compile"]
+    assert layout["status"] == "ok", done.stdout[-2000:] + (out / "gpu_check.log").read_text()[-4000:]
+    assert layout["result"]["channels_last"]["images_per_s"] > 0 and layout["result"]["contiguous"]["images_per_s"] > 0
+    assert layout["result"]["torch_compile"]["status"].startswith(f"not run: compiling this model needs about {needs}")
+    assert "--stage-budget layout_compile=" in layout["result"]["torch_compile"]["status"]
+
+
 def test_a_stage_over_its_budget_is_stopped_recorded_and_the_next_one_starts(tmp_path):
     out, work = tmp_path / "out", tmp_path / "work"
     done = run_gpu_check(

@@ -14,16 +14,20 @@ and ``load_dataset(folder)`` both read it, streaming or not). Rules that make ge
   only be called under it (a second writer waits for the first instead of deleting its temporaries).
 
 Rows are produced by a picklable callable ``make_row(spec, index) -> dict``; with ``workers > 1`` rows are made in
-a process pool and written in order by the parent, one shard at a time, so memory does not grow with the number
-of rows and shard contents do not depend on the number of workers.
+a process pool and written in order by the parent, one shard at a time. The pool makes the rows of every missing
+shard as one stream, a bounded number of rows ahead of the writer: every worker stays busy across shard boundaries
+(with shards of a few rows, a pool fed one shard at a time keeps only one or two workers busy), memory does not
+grow with the number of rows, and shard contents do not depend on the number of workers.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +39,7 @@ DATA_DIR = "data"
 MANIFEST = "generation.json"
 TEMP_PREFIX = ".tmp-"
 ROW_GROUP_SIZE = 64
+ROWS_AHEAD_PER_WORKER = 2  # rows made ahead of the writer: enough that no worker waits for the next task
 
 
 @dataclass(frozen=True)
@@ -190,16 +195,30 @@ def write_shards(
             todo.append(spec)
     pool = multiprocessing.get_context().Pool(workers) if workers > 1 and todo else None
     try:
+        tasks = ((make_row, spec, index) for spec in todo for index in range(spec.start, spec.stop))
+        rows = _in_order(pool, tasks, workers * ROWS_AHEAD_PER_WORKER) if pool is not None else map(_call, tasks)
         for spec in todo:
-            tasks = ((make_row, spec, index) for index in range(spec.start, spec.stop))
-            rows = pool.imap(_call, tasks, chunksize=4) if pool is not None else map(_call, tasks)
-            write_shard(shard_path(out_dir, spec), _counted(rows, on_row), schema, spec.num_rows)
+            shard_rows = itertools.islice(rows, spec.num_rows)
+            write_shard(shard_path(out_dir, spec), _counted(shard_rows, on_row), schema, spec.num_rows)
             report.written.append(spec.filename)
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
     return report
+
+
+def _in_order(pool, tasks: Iterable[tuple], ahead: int) -> Iterator[Mapping[str, Any]]:
+    """The rows of `tasks`, made in `pool` and yielded in order, with at most `ahead` rows made or being made and
+    not yet yielded (`Pool.imap` would queue every task at once and keep every finished row the writer has not
+    taken)."""
+    pending: deque = deque()
+    for task in tasks:
+        pending.append(pool.apply_async(_call, (task,)))
+        if len(pending) >= ahead:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
 
 
 def _counted(rows: Iterator[Mapping[str, Any]], on_row: Callable[[], None] | None) -> Iterator[Mapping[str, Any]]:

@@ -1,6 +1,9 @@
+import multiprocessing
 import os
+from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -100,6 +103,32 @@ def test_workers_do_not_change_contents(tmp_path):
     for a, b in zip(shard_files(tmp_path / "one"), shard_files(tmp_path / "two"), strict=True):
         assert a.name == b.name and a.read_bytes() == b.read_bytes()
     assert pq.ParquetFile(shard_files(tmp_path / "one")[0]).metadata.num_rows == 3
+
+
+@dataclass(frozen=True)
+class RowAfterOthersStarted:
+    """make_row whose first `barrier.parties` rows each wait until that many rows are being made at once."""
+
+    barrier: object  # a Manager's Barrier proxy (picklable, unlike multiprocessing.Barrier)
+
+    def __call__(self, spec: shards.ShardSpec, index: int) -> dict:
+        if index < self.barrier.parties:
+            self.barrier.wait(timeout=60)  # only so that a pool that cannot run them together fails, not hangs
+        return {"index": index}
+
+
+def test_every_worker_is_busy_across_shard_boundaries(tmp_path):
+    # Small shards (the GPU check's 8-row shards, 15 workers) used to keep at most one chunk of 4 rows per shard in
+    # flight: 2 of the 15 workers busy, 11 img/s where 15 workers make 90
+    workers, rows_per_shard = 4, 2
+    specs = shards.plan_shards("train", 12, rows_per_shard)
+    schema = pa.schema([("index", pa.int64())])
+    with multiprocessing.Manager() as manager:
+        make_row = RowAfterOthersStarted(manager.Barrier(workers))
+        report = shards.write_shards(tmp_path, specs, make_row, schema, workers=workers)
+    assert len(report.written) == 6
+    rows = [pq.read_table(shards.shard_path(tmp_path, spec)).column("index").to_pylist() for spec in specs]
+    assert rows == [list(range(spec.start, spec.stop)) for spec in specs]  # in order, each row in its own shard
 
 
 def test_a_different_configuration_is_refused(tmp_path):

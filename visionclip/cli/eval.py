@@ -9,8 +9,10 @@
 `--dataset TASK:SOURCE`: TASK is a task name (visionclip/data/eval_tasks) or a task YAML file; SOURCE is a CSV of
 `file,label[,split,fold]` (paths relative to the CSV), a folder with one subfolder per label, a `datasets` folder
 or Hub id, or `synthetic` (held-out images from the generator). A dataset without a split column is evaluated
-whole: zero-shot scores every image, few-shot probes train on --shots images per class and score the rest. Each model is compared with a randomly initialised
-model of the same architecture. Writes results.json, results.md, model_index.json and PNG plots to --output-dir.
+whole: zero-shot scores every image, few-shot probes train on --shots images per class and score the rest. Each
+model is compared with a randomly initialised model of the same architecture (random features: its batch norms'
+statistics are estimated on each set's images, not its labels). Writes results.json, results.md, model_index.json and
+PNG plots to --output-dir.
 """
 
 from __future__ import annotations
@@ -115,8 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         datasets = load_datasets(args.dataset or default_datasets(), args)
         model, processor = load_model(args.model)
         models = [(args.model_name or args.model, model, processor)]
-        if not args.no_random_baseline:
-            models.append(("random init (same architecture)", random_baseline(model, args.seed), processor))
+        baseline = None if args.no_random_baseline else random_baseline(model, args.seed)
+        if baseline is not None:
+            models.append(("random init (same architecture)", baseline, processor))
         for other in args.compare:
             other_model, other_processor = load_model(other)
             models.append((other, other_model, other_processor))
@@ -151,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, model_, processor_ in tqdm(models, desc="models"):
         for dataset in datasets:
             try:
-                results, raw = evaluate_dataset(model_, processor_, name, dataset, options)
+                results, raw = evaluate_dataset(
+                    model_, processor_, name, dataset, options, estimate_batch_norm=model_ is baseline
+                )
             except ValueError as error:
                 parser.error(f"{dataset.name}: {error}")
             entries += results

@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from ..factory import build_from_config
-from .data import EvalDataset
+from .data import EvalDataset, EvalItem
 from .engine import class_probabilities, embed_images
 from .probe import cross_validated, fit_predict, k_shot_indices
 from .report import score
@@ -32,21 +33,79 @@ class EvalOptions:
 
 
 def random_baseline(model, seed: int = 0):
-    """The same architecture with freshly initialised weights."""
-    return build_from_config(model.config, seed).eval()
+    """The same architecture with freshly initialised weights, in evaluation mode, as a random-features baseline.
+
+    Each tower keeps its transformers initialisation except for its batch norms, which get PyTorch's (scale 1,
+    shift 0): transformers' EfficientNet draws batch-norm scales like weights, from N(0, 0.02), so every block
+    multiplies its output by about 0.02 and a fresh EfficientNet-Lite0 gives every image the same embedding (every
+    AUROC exactly 0.5); ResNet's are already 1 and 0. The batch norms' running statistics are still their initial
+    ones (mean 0, variance 1), which no image's activations have: before embedding a set with this model,
+    re-estimate them on that set's images (`estimate_batch_norm_statistics`; `evaluate_dataset(...,
+    estimate_batch_norm=True)` does), the usual "random features with recalibrated batch norm" baseline. Only the
+    images are used, never their labels."""
+    baseline = build_from_config(model.config, seed)
+    for norm in batch_norms(baseline):
+        norm.reset_parameters()
+    return baseline.eval()
+
+
+def batch_norms(model: torch.nn.Module) -> list[torch.nn.modules.batchnorm._BatchNorm]:
+    """The batch norms that keep running statistics."""
+    return [
+        module
+        for module in model.modules()
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and module.track_running_stats
+    ]
+
+
+def estimate_batch_norm_statistics(
+    model, image_processor, items: list[EvalItem], batch_size: int = 32, num_workers: int = 0
+) -> int:
+    """Replace every batch norm's running statistics with those of `items`' images (no labels used): one pass in
+    fp32 without gradients, the batch norms in training mode with cumulative averages (momentum None, as
+    `torch.optim.swa_utils.update_bn`) and every other module in evaluation mode (no dropout, no stochastic depth).
+    Earlier statistics do not count. Returns how many batch norms were re-estimated; the model is left in
+    evaluation mode with its momenta."""
+    norms = batch_norms(model)
+    momenta = [norm.momentum for norm in norms]
+    model.eval()
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None
+        norm.train()
+    try:
+        with torch.no_grad():
+            embed_images(model, image_processor, items, batch_size, num_workers)
+    finally:
+        for norm, momentum in zip(norms, momenta, strict=True):
+            norm.momentum = momentum
+        model.eval()
+    return len(norms)
 
 
 NO_SPLIT = "the dataset has no split column"
 
 
 def evaluate_dataset(
-    model, processor, model_name: str, dataset: EvalDataset, options: EvalOptions
+    model,
+    processor,
+    model_name: str,
+    dataset: EvalDataset,
+    options: EvalOptions,
+    *,
+    estimate_batch_norm: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Entries (one per applicable mode) and the raw scores needed for plots.
 
     A dataset without a split column is evaluated whole: zero-shot scores every image, a few-shot probe trains on
     `options.shots` images per class and scores the others. Each entry's `evaluated_on` says which images it
-    scored."""
+    scored. `estimate_batch_norm` (for `random_baseline`'s model): batch-norm statistics from all of this set's
+    images first."""
+    calibrated = ""
+    if estimate_batch_norm and estimate_batch_norm_statistics(
+        model, processor.image_processor, dataset.items, options.batch_size, options.num_workers
+    ):
+        calibrated = f"; batch-norm statistics estimated on this set's {len(dataset.items)} images (not their labels)"
     embedded = embed_images(
         model, processor.image_processor, dataset.items, options.batch_size, options.num_workers, options.precision
     )
@@ -96,6 +155,7 @@ def evaluate_dataset(
     entries, raw = [], {}
     for mode, (probs, rows, described) in runs.items():
         references, row_groups = y[rows], None if groups is None else groups[rows].tolist()
+        described += calibrated
         if row_groups is not None:
             described += f"; confidence intervals resample the {len(set(row_groups))} groups (patients), not images"
         entry = {
