@@ -76,11 +76,15 @@ def test_folder_and_csv_sources(tmp_path):
         load_eval_dataset(str(tmp_path / "missing.csv"), task, "x", COLUMNS)
 
 
-def test_synthetic_source_matches_task_conditions():
+def test_synthetic_source_matches_task_conditions(tmp_path):
     dataset = load_eval_dataset("synthetic", load_task("refuge"), "refuge (synthetic)", COLUMNS, synthetic_count=12)
     assert len(dataset.items) == 12
+    haze = load_eval_dataset("synthetic", load_task("csdi"), "csdi (synthetic)", COLUMNS, synthetic_count=8)
+    assert {item.label for item in haze.items} <= set(range(4)) and len(haze.items) == 8
+    spec = tmp_path / "no_synthetic.yaml"
+    spec.write_text('classes:\n  no glaucoma: ["glaucoma:absent", normal]\n  glaucoma: [glaucoma]\n')
     with pytest.raises(ValueError, match="no 'synthetic' label conditions"):
-        load_eval_dataset("synthetic", load_task("csdi"), "csdi", COLUMNS)
+        load_eval_dataset("synthetic", load_task(str(spec)), "no_synthetic", COLUMNS)
 
 
 def test_one_task_type_from_the_knowledge_base_a_yaml_file_and_a_saved_config(tmp_path):
