@@ -15,6 +15,7 @@ from huggingface_hub import ModelCard, ModelCardData
 import modeling_visionclip
 
 from ..cards import RESULTS_FILE
+from ..hub import CONFUSION_MATRIX_FILE as CONFUSION_FILE
 from ..hub import HUB_CODE_FILES
 from ..synthetic.labels import resolve_prevalence
 from ..synthetic.writer import SampleMaker
@@ -24,7 +25,7 @@ from ..zeroshot.report import markdown_table, per_class_table, plot_confusion
 from .data import LabelledImages
 from .run import FinetuneResult
 
-CONFUSION_FILE, PREDICTIONS_FILE = "confusion_matrix.png", "predictions.csv"
+PREDICTIONS_FILE = "predictions.csv"
 CODE_ROOT = Path(modeling_visionclip.__file__).parent
 
 
