@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--dataset {args.dataset!r}: expected TASK:SOURCE")
         task = load_task(task_name)
         dataset = load_eval_dataset(source, task, task.name, columns, args.hf_split)
+        torch.manual_seed(args.seed)  # a preset's random weights too are the same in every run
         model, processor = load_model(args.model)
         data = read_images(dataset, processor.image_processor)
         cv_by = args.cv_by or (

@@ -77,6 +77,18 @@ def assign_folds(data: LabelledImages, num_folds: int, seed: int, by: str) -> np
 def _generated_folds(data: LabelledImages, num_folds: int, seed: int, by: str) -> np.ndarray:
     if num_folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {num_folds}")
+    if by == "group":
+        groups = data.groups
+        if groups is None:
+            raise ValueError("--cv-by group: the dataset has no group (patient) value for every image")
+        distinct = np.unique(groups)
+        if len(distinct) < num_folds:
+            where = (
+                f"every image in the one group {str(distinct[0])!r}" if len(distinct) == 1 else f"{len(distinct)} groups"
+            )
+            raise ValueError(
+                f"the group column puts {where}: {num_folds} group-disjoint folds need at least {num_folds} groups"
+            )
     counts = np.bincount(data.labels, minlength=len(data.classes))
     small = [f"{data.classes[c]} ({counts[c]})" for c in range(len(data.classes)) if counts[c] < num_folds]
     if small:
@@ -86,17 +98,6 @@ def _generated_folds(data: LabelledImages, num_folds: int, seed: int, by: str) -
         )
     folds = np.zeros(len(data), dtype=int)
     if by == "group":
-        groups = data.groups
-        if groups is None:
-            raise ValueError("--cv-by group: the dataset has no group (patient) value for every image")
-        distinct = np.unique(groups)
-        if len(distinct) < num_folds:
-            where = (
-                f"every image in the one group {distinct[0]!r}" if len(distinct) == 1 else f"{len(distinct)} groups"
-            )
-            raise ValueError(
-                f"the group column puts {where}: {num_folds} group-disjoint folds need at least {num_folds} groups"
-            )
         splitter = StratifiedGroupKFold(num_folds, shuffle=True, random_state=seed)
         splits = splitter.split(np.zeros(len(data)), data.labels, groups)
     else:
