@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     add("--epochs", type=int, default=30)
     add("--batch-size", type=int, default=16)
     add("--lr", type=float, default=1e-4, help="image tower and projection (full mode)")
-    add("--head-lr", type=float, default=1e-3)
+    add("--head-lr", type=float, default=1e-2)
     add("--weight-decay", type=float, default=0.05)
     add("--warmup-ratio", type=float, default=0.1)
     add("--layer-decay", type=float, default=1.0, help="LR factor per tower block below the top (full mode)")

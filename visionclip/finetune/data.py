@@ -84,7 +84,9 @@ def _generated_folds(data: LabelledImages, num_folds: int, seed: int, by: str) -
         distinct = np.unique(groups)
         if len(distinct) < num_folds:
             where = (
-                f"every image in the one group {str(distinct[0])!r}" if len(distinct) == 1 else f"{len(distinct)} groups"
+                f"every image in the one group {str(distinct[0])!r}"
+                if len(distinct) == 1
+                else f"{len(distinct)} groups"
             )
             raise ValueError(
                 f"the group column puts {where}: {num_folds} group-disjoint folds need at least {num_folds} groups"
