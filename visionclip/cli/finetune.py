@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import torch
+from accelerate.state import AcceleratorState
 
 from ..factory import load_model
 from ..finetune.data import assign_folds, read_images
@@ -31,6 +32,7 @@ from ..finetune.model import zero_shot_classifier
 from ..finetune.run import run_finetune
 from ..precision import PRECISIONS, resolve_precision
 from ..zeroshot.data import load_eval_dataset
+from ..zeroshot.report import markdown_table
 from ..zeroshot.tasks import load_task
 
 
@@ -89,6 +91,19 @@ def start_accelerator(requested: str):
 def main(argv: list[str] | None = None) -> int:
     parser, args = parse_args(argv)
     accelerator, precision = start_accelerator(args.mixed_precision)
+    try:
+        return run(parser, args, argv, accelerator, precision)
+    finally:
+        accelerator.end_training()
+        # accelerate keeps one precision per process: forget it, so that main() can run again in this process
+        # (tests, notebooks) with another one
+        AcceleratorState._reset_state()
+
+
+def run(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str] | None, accelerator, precision
+) -> int:
+    """Read, check, cross-validate, train on everything, export (the main process writes)."""
     say = accelerator.print
     say(precision.summary())
     columns = {role: getattr(args, f"{role}_column") for role in ("file", "label", "split", "fold", "group", "image")}
@@ -154,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         result,
         data,
         {
-            "model": f"{args.model} + {args.mode}"
+            "model": f"{Path(args.model).name if Path(args.model).exists() else args.model} + {args.mode}"
             + (f" (WiSE-FT alpha {args.wise_alpha})" if args.wise_alpha < 1 else ""),
             "base_model": args.model,
             "dataset": dataset.name,
@@ -172,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     folder = export_classifier(args.output_dir, result, data, processor.image_processor, entry, args.model)
-    from ..zeroshot.report import markdown_table
-
     say(markdown_table([entry, dict(entry, mode="zero-shot (before training)", metrics=result.zero_shot_metrics)]))
     say(f"wrote {folder}")
     return 0
