@@ -52,7 +52,9 @@ CHILD = textwrap.dedent(
 def classifier_folder(labelled_csv, tiny_folder, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("finetuned") / "classifier"
     args = ["--model", str(tiny_folder), "--dataset", f"hrf:{labelled_csv}", "--output-dir", str(out)]
-    assert main([*args, "--mode", "zero-shot-init", "--folds", "3", "--epochs", "3", "--bootstrap", "10"]) == 0  # auto precision
+    assert (
+        main([*args, "--mode", "zero-shot-init", "--folds", "3", "--epochs", "3", "--bootstrap", "10"]) == 0
+    )  # auto precision
     return out
 
 
