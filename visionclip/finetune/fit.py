@@ -185,7 +185,9 @@ def _train_tower(
     model.to(device)
     trained = model
     if accelerator is not None:
-        trained, optimizer, schedule = accelerator.prepare(model, optimizer, schedule)
+        # every process trains on every batch (the sets are small), so the schedule is stepped here, once per
+        # step: accelerate's prepared scheduler would step once per process
+        trained, optimizer = accelerator.prepare(model, optimizer)
     loss_fn = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(device))
     targets = torch.from_numpy(labels).to(device)
     stopping, rng = _EarlyStopping(options.patience), np.random.default_rng(options.seed)
