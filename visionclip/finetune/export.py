@@ -5,11 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import shutil
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from huggingface_hub import ModelCard, ModelCardData
 
 import modeling_visionclip
@@ -19,14 +22,28 @@ from ..hub import CONFUSION_MATRIX_FILE as CONFUSION_FILE
 from ..hub import HUB_CODE_FILES
 from ..synthetic.labels import resolve_prevalence
 from ..synthetic.writer import SampleMaker
-from ..training.export import non_finite_tensors
-from ..training.state_files import fsync
 from ..zeroshot.report import markdown_table, per_class_table, plot_confusion
 from .data import LabelledImages
 from .run import FinetuneResult
 
 PREDICTIONS_FILE = "predictions.csv"
 CODE_ROOT = Path(modeling_visionclip.__file__).parent
+
+
+def non_finite_tensors(model: torch.nn.Module) -> list[str]:
+    """Names of the parameters and buffers that hold NaN or infinity (as training's export checks; the library
+    layer may not import training)."""
+    tensors = chain(model.named_parameters(), model.named_buffers())
+    return [name for name, tensor in tensors if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+
+
+def fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def results_entry(result: FinetuneResult, data: LabelledImages, about: dict[str, Any]) -> dict[str, Any]:
