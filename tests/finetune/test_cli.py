@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from huggingface_hub import ModelCard
 from safetensors.torch import load_file
 
 from tests.finetune.labelled_sets import HRF_CLASSES, write_set
@@ -40,7 +41,13 @@ def test_each_mode_writes_a_classifier_folder_with_cross_validated_results(
     assert entry["metrics"]["num_samples"] == 18 and len(entry["metrics"]["auroc_ci"]) == 2
     assert "group-disjoint" in entry["evaluated_on"]  # the CSV has a patient column and no fold column
     assert (out / "confusion_matrix.png").stat().st_size > 0
-    assert "95% bootstrap confidence intervals" in (out / "README.md").read_text()
+    card = ModelCard.load(out / "README.md")
+    assert "95% bootstrap confidence intervals" in card.text and "| glaucoma |" in card.text
+    accuracy = next(r for r in card.data.eval_results if r.metric_type == "accuracy")
+    assert (
+        accuracy.metric_value == round(entry["metrics"]["accuracy"], 4)
+        and card.data.pipeline_tag == "image-classification"
+    )
     weights = load_file(out / "model.safetensors")
     base = load_file(tiny_folder / "model.safetensors")
     stem = next(name for name in weights if name.startswith("vision_model.") and name.endswith("weight"))

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 import modeling_visionclip
 
@@ -22,7 +22,7 @@ from ..hub import CONFUSION_MATRIX_FILE as CONFUSION_FILE
 from ..hub import HUB_CODE_FILES
 from ..synthetic.labels import resolve_prevalence
 from ..synthetic.writer import SampleMaker
-from ..zeroshot.report import markdown_table, per_class_table, plot_confusion
+from ..zeroshot.report import markdown_table, model_index, per_class_table, plot_confusion
 from .data import LabelledImages
 from .run import FinetuneResult
 
@@ -147,6 +147,8 @@ def render_classifier_card(folder: Path, model_path: str) -> ModelCard:
         tags=["visionclip", "fundus", "ophthalmology", "image-classification", "custom_code"],
         metrics=["roc_auc", "accuracy", "f1", "cohen_kappa"],
         base_model=[entry["base_model"]] if str(entry["base_model"]).count("/") == 1 else None,
+        model_name=entry["model"],
+        eval_results=[EvalResult(**result) for result in model_index([entry], entry["model"])] or None,
     )
     start = dict(entry, mode="zero-shot (before training)", metrics=entry["zero_shot_metrics"])
     matrix = np.asarray(entry["metrics"]["confusion_matrix"])
