@@ -79,6 +79,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     return parser, args
 
 
+def short_name(model: str) -> str:
+    """A model's name for tables and plot titles: a folder's last two parts (`visionclip-small/model`)."""
+    return "/".join(Path(model).resolve().parts[-2:]) if Path(model).exists() else model
+
+
 def start_accelerator(requested: str):
     """The Accelerator in the precision `visionclip.precision` picks for this device (as train.py does)."""
     from accelerate import Accelerator, PartialState
@@ -169,7 +174,7 @@ def run(
         result,
         data,
         {
-            "model": f"{Path(args.model).name if Path(args.model).exists() else args.model} + {args.mode}"
+            "model": f"{short_name(args.model)} + {args.mode}"
             + (f" (WiSE-FT alpha {args.wise_alpha})" if args.wise_alpha < 1 else ""),
             "base_model": args.model,
             "dataset": dataset.name,
