@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from transformers.utils import ModelOutput, logging
 
 try:
@@ -174,6 +174,11 @@ class VisionCLIPPreTrainedModel(PreTrainedModel):
             init.normal_(module.visual_projection.weight, std=module.vision_embed_dim**-0.5 * factor)
             init.normal_(module.text_projection.weight, std=module.text_embed_dim**-0.5 * factor)
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
+        elif isinstance(module, VisionCLIPForImageClassification):
+            factor = self.config.initializer_factor
+            init.normal_(module.visual_projection.weight, std=module.vision_embed_dim**-0.5 * factor)
+            init.zeros_(module.classifier.weight)
+            init.zeros_(module.classifier.bias)
 
 
 class VisionCLIPModel(VisionCLIPPreTrainedModel):
@@ -488,6 +493,84 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         return model
 
 
+class VisionCLIPForImageClassification(VisionCLIPPreTrainedModel):
+    """The VisionCLIP image tower and visual projection with a linear head over the L2-normalised embedding:
+    `logits = classifier(normalize(visual_projection(pool(vision_model(pixel_values)))))`, `num_labels` classes
+    named by the config's `id2label`.
+
+    A head whose rows are the classes' prompt-ensemble text embeddings times the logit scale (and bias 0) computes
+    exactly the zero-shot logits of the [`VisionCLIPModel`] it came from (`from_clip_model`)."""
+
+    input_modalities = ("image",)
+    main_input_name = "pixel_values"
+
+    def __init__(self, config: VisionCLIPConfig, vision_model: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.vision_model = vision_model if vision_model is not None else AutoModel.from_config(config.vision_config)
+        self.config.vision_config = self.vision_model.config
+        self.vision_embed_dim = vision_feature_size(config.vision_config)
+        self.visual_projection = nn.Linear(self.vision_embed_dim, config.projection_dim, bias=False)
+        self.classifier = nn.Linear(config.projection_dim, config.num_labels)
+        self.post_init()
+        hold_absent_squeeze_excitation(self.vision_model)
+
+    get_image_features = VisionCLIPModel.get_image_features
+    encode_image = VisionCLIPModel.encode_image
+
+    @classmethod
+    def from_clip_model(
+        cls, model: VisionCLIPModel, id2label: dict[int, str], class_embeddings: torch.Tensor | None = None
+    ) -> "VisionCLIPForImageClassification":
+        """A classifier sharing nothing with `model` (its image tower and projection copied) for the classes
+        `id2label`; with `class_embeddings` `(num_labels, projection_dim)` (`model.zero_shot_classifier`), the head
+        reproduces `model`'s zero-shot logits, else it starts at zero."""
+        import copy
+
+        config = VisionCLIPConfig.from_dict(model.config.to_dict())
+        config.id2label = {int(index): str(name) for index, name in id2label.items()}
+        config.label2id = {name: index for index, name in config.id2label.items()}
+        config.architectures = [cls.__name__]
+        classifier = cls(config, vision_model=copy.deepcopy(model.vision_model))
+        with torch.no_grad():
+            classifier.visual_projection.weight.copy_(model.visual_projection.weight)
+            if class_embeddings is not None:
+                if class_embeddings.shape != classifier.classifier.weight.shape:
+                    raise ValueError(
+                        f"class embeddings of shape {tuple(class_embeddings.shape)} do not fit a head of shape "
+                        f"{tuple(classifier.classifier.weight.shape)}"
+                    )
+                scale = model.logit_scale_value().float()
+                classifier.classifier.weight.copy_(scale * class_embeddings.float().to(classifier.classifier.weight))
+                classifier.classifier.bias.zero_()
+        return classifier
+
+    def forward(
+        self,
+        pixel_values: torch.FloatTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> ImageClassifierOutput | tuple:
+        """Images `(batch, 3, H, W)` -> `logits` `(batch, num_labels)`; with `labels` `(batch,)`, the cross-entropy
+        `loss`. Extra processor outputs are ignored."""
+        if pixel_values is None:
+            raise ValueError("VisionCLIPForImageClassification.forward needs `pixel_values`")
+        embeds = nn.functional.normalize(self.get_image_features(pixel_values).pooler_output, dim=-1)
+        logits = self.classifier(embeds.to(self.classifier.weight.dtype))
+        loss = nn.functional.cross_entropy(logits.float(), labels.to(logits.device)) if labels is not None else None
+        output = ImageClassifierOutput(loss=loss, logits=logits)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+    _set_gradient_checkpointing = VisionCLIPModel._set_gradient_checkpointing
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs) -> "VisionCLIPForImageClassification":
+        loaded = super().from_pretrained(*args, **kwargs)
+        hold_absent_squeeze_excitation((loaded[0] if isinstance(loaded, tuple) else loaded).vision_model)
+        return loaded
+
+
 def _groups_by_length(attention_mask: torch.Tensor, groups: int) -> list[tuple[torch.Tensor, int]] | None:
     """Row indices of `groups` groups of about equal size, shortest texts first, each with its longest length; None
     where grouping cannot apply (fewer than two rows per group, or padding that is not all on the right)."""
@@ -559,8 +642,10 @@ def _load_tower(name_or_path: str, which: str, kwargs: dict[str, Any]) -> PreTra
 
 
 VisionCLIPModel.register_for_auto_class("AutoModel")
+VisionCLIPForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
 __all__ = [
+    "VisionCLIPForImageClassification",
     "VisionCLIPModel",
     "VisionCLIPPreTrainedModel",
     "VisionCLIPOutput",

@@ -35,6 +35,7 @@ PROCESSOR_FILES = (
 CARD_FILE = "README.md"
 EXAMPLE_FILES = ("examples/*.png", "examples/*.jpg", "examples/*.jpeg")
 TRAINING_CONFIG_FILE = "training_config.yaml"
+CONFUSION_MATRIX_FILE = "confusion_matrix.png"  # a `finetune.py` classifier's cross-validated confusion matrix
 HUB_FILE_PATTERNS = (
     "config.json",
     *HUB_CODE_FILES,
@@ -44,6 +45,7 @@ HUB_FILE_PATTERNS = (
     *EXAMPLE_FILES,
     RESULTS_FILE,
     TRAINING_CONFIG_FILE,
+    CONFUSION_MATRIX_FILE,
 )
 HUB_FOLDERS = ("examples",)  # the only sub-folder a model repository has
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")

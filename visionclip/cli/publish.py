@@ -30,9 +30,11 @@ from typing import Any
 from huggingface_hub import HfApi
 
 from ..cards import RESULTS_FILE, render_model_card
+from ..finetune.export import is_classifier_folder, render_classifier_card
 from ..hub import HUB_CODE_FILES, HUB_FOLDERS, repo_id_problem, why_left_out
 
 REQUIRED = ("config.json", "model.safetensors", *HUB_CODE_FILES, "processor_config.json", "tokenizer.json")
+CLASSIFIER_REQUIRED = ("config.json", "model.safetensors", *HUB_CODE_FILES, "preprocessor_config.json")
 RESULT_KEYS = ("model", "dataset", "mode", "metrics")
 RANDOM_BASELINE = "random init (same architecture)"
 
@@ -46,6 +48,17 @@ for task in model.zero_shot_tasks:
     model.zero_shot([example], processor, task=task)
 scores = pipeline("zero-shot-image-classification", model=folder, trust_remote_code=True)(
     example, candidate_labels=["glaucoma", "a normal fundus"])
+assert abs(sum(s["score"] for s in scores) - 1) < 1e-4, scores
+print("ok")
+"""
+
+VALIDATE_CLASSIFIER = """
+import sys
+from transformers import AutoModelForImageClassification, pipeline
+folder, example = sys.argv[1], sys.argv[2]
+model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True)
+scores = pipeline("image-classification", model=folder, trust_remote_code=True)(example, top_k=None)
+assert sorted(s["label"] for s in scores) == sorted(model.config.id2label.values()), scores
 assert abs(sum(s["score"] for s in scores) - 1) < 1e-4, scores
 print("ok")
 """
@@ -105,13 +118,16 @@ def select_files(folder: Path) -> Selection:
 
 
 def check_folder(folder: Path) -> Selection:
-    """What of `folder` would be published; `ValueError` when it is not a complete VisionCLIP folder."""
+    """What of `folder` would be published; `ValueError` when it is not a complete VisionCLIP folder (a base model's
+    or a `finetune.py` classifier's)."""
     if not folder.is_dir():
         raise FileNotFoundError(f"Model folder not found: {folder}")
     selection = select_files(folder)
-    missing = [name for name in REQUIRED if name not in selection.files]
+    classifier = is_classifier_folder(folder)
+    missing = [name for name in (CLASSIFIER_REQUIRED if classifier else REQUIRED) if name not in selection.files]
     if missing:
-        raise ValueError(f"{folder} is not a complete VisionCLIP folder: missing {missing}")
+        kind = "VisionCLIP classifier" if classifier else "VisionCLIP"
+        raise ValueError(f"{folder} is not a complete {kind} folder: missing {missing}")
     return selection
 
 
@@ -145,6 +161,11 @@ def stage(
     for relative in selection.files:
         (staging / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / relative, staging / relative)
+    if is_classifier_folder(staging):
+        if real_results is not None:
+            raise ValueError("--eval-results is for a base model: a classifier folder carries its own results")
+        (staging / "README.md").write_text(str(render_classifier_card(staging, repo_id)))
+        return
     if real_results is not None:
         results_file = staging / RESULTS_FILE
         results = json.loads(results_file.read_text()) if results_file.is_file() else {}
@@ -169,8 +190,9 @@ def validate(staging: Path, repo_id: str) -> None:
     with tempfile.TemporaryDirectory(prefix="visionclip-validate-") as workdir:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
         env.update(HF_HUB_OFFLINE="1", HF_HOME=str(Path(workdir) / "hf"))
+        checks = VALIDATE_CLASSIFIER if is_classifier_folder(staging) else VALIDATE
         for name, code, args in (
-            ("loading and pipeline", VALIDATE, [str(staging), str(examples[0])]),
+            ("loading and pipeline", checks, [str(staging), str(examples[0])]),
             ("model card snippet", snippet, []),
         ):
             script = Path(workdir) / "check.py"
@@ -202,7 +224,7 @@ def print_selection(staging: Path, selection: Selection, repo_id: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path, help="the Hub-ready folder written by train.py")
+    parser.add_argument("folder", type=Path, help="the Hub-ready folder written by train.py or finetune.py")
     parser.add_argument("repo_id", help="Hub model repository, owner/name")
     parser.add_argument("--eval-results", type=Path, help="results.json from eval_zeroshot.py to add to the card")
     parser.add_argument("--model-name", help="which model's rows of --eval-results to use (default: the first)")
