@@ -562,10 +562,10 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         """`(B, C, h, w)` cosine of each position's projected features with each class, and `(B, C)` pooled."""
         outputs = self._vision_forward(pixel_values)
         dense = self._spatial_embeddings(self._on_grid(self._last_stage(outputs, False), pixel_values))
-        with torch.autocast(classifier.device.type, enabled=False):
+        pooled = self._project_pooled(outputs)
+        with torch.autocast(classifier.device.type, enabled=False):  # scores in fp32, also under mixed precision
             maps = torch.einsum("bhwp,cp->bchw", nn.functional.normalize(dense.float(), dim=-1), classifier)
-            pooled = nn.functional.normalize(self._project_pooled(outputs).float(), dim=-1)
-        return maps, pooled @ classifier.t()
+            return maps, nn.functional.normalize(pooled.float(), dim=-1) @ classifier.t()
 
     def _gradcam_maps(self, pixel_values: torch.Tensor, classifier: torch.Tensor):
         """`(B, C, h, w)` Grad-CAM of each pooled image-class cosine on the last spatial stage, and `(B, C)`."""
@@ -574,8 +574,9 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
             outputs = self._vision_forward(pixel_values)
             stage = self._last_stage(outputs, last_block_input=True)
             activations = self._on_grid(stage.detach(), pixel_values).float()
-            pooled = nn.functional.normalize(self._project_pooled(outputs).float(), dim=-1)
-            similarity = pooled @ classifier.t()
+            pooled = self._project_pooled(outputs)
+            with torch.autocast(classifier.device.type, enabled=False):
+                similarity = nn.functional.normalize(pooled.float(), dim=-1) @ classifier.t()
             maps = []
             for index in range(classifier.shape[0]):
                 (gradients,) = torch.autograd.grad(

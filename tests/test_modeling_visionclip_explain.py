@@ -283,3 +283,14 @@ def test_explain_works_from_a_saved_folder_in_a_fresh_process(
         assert seen["shapes"][0] != seen["shapes"][1]
         np.testing.assert_allclose(seen["sums"], [np.nansum(h) for h in expected.heatmaps], rtol=1e-4)
         np.testing.assert_allclose(seen["logits"], expected.logits.tolist(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["similarity", "gradcam"])
+def test_explain_runs_under_bf16_autocast_and_scores_in_fp32(tiny_model_and_processor, method):
+    model, processor = tiny_model_and_processor
+    image = fundus_with_dot(*CASES[0])
+    full = model.explain(image, processor, task="glaucoma", method=method)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model.explain(image, processor, task="glaucoma", method=method)
+    assert mixed.logits.dtype == torch.float32 and mixed.heatmaps[0].dtype == np.float32
+    torch.testing.assert_close(mixed.logits, full.logits, atol=0.1, rtol=0.05)
