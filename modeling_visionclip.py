@@ -79,7 +79,7 @@ class ZeroShotResult:
         return [self.class_names[index] for index in self.probs.argmax(dim=-1).tolist()]
 
 
-EXPLAIN_METHODS = ("similarity", "gradcam")
+EXPLAIN_METHODS = ("similarity", "cam", "gradcam")
 CNN_TOWERS = frozenset({"resnet", "efficientnet", "convnext", "convnextv2"})  # last_hidden_state (B, D, h, w)
 VIT_TOWERS = frozenset({"vit", "clip_vision_model"})  # last_hidden_state (B, prefix + h * w, D)
 
@@ -466,17 +466,19 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         self,
         images: Any,
         processor: Any,
-        text: str | list[str] | None = None,
+        text: str | list[str] | dict[str, list[str]] | None = None,
         task: str | None = None,
         class_names: list[str] | None = None,
         method: str = "similarity",
         batch_size: int = 16,
     ) -> ExplainResult:
-        """Heatmaps of where each image matches each `text` (one prompt each), or each class of a recommended `task`
-        or of free-form `class_names` (prompt ensembles, as `zero_shot`): give exactly one of the three.
+        """Heatmaps of where each image matches each `text` (one prompt each, or `{class: [prompts]}`), or each class
+        of a recommended `task` or of free-form `class_names` (prompt ensembles, as `zero_shot`): give one of the three.
 
         `method="similarity"`: the cosine of the text embedding with the tower's spatial features (a CNN's last map
         before pooling, a ViT's patch tokens) passed through the visual projection, at the tower's native stride.
+        `method="cam"`: the same without normalising each position (a class activation map with the text embedding
+        as the class weights: for a mean-pooled CNN its average is the image embedding's projection on the text).
         `method="gradcam"`: Grad-CAM of the pooled image-text cosine on the last spatial stage (a ViT's last block
         input). `images` as for `zero_shot`; maps come back in each input's own pixel coordinates, undoing the
         field-of-view crop, resize and padding (see [`ExplainResult`])."""
@@ -492,8 +494,10 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         heatmaps, logits, boxes, map_size = [], [], [], (0, 0)
         for pixel_values, geometries in _explain_batches(images, processor.image_processor, batch_size):
             pixel_values = pixel_values.to(classifier.device)
-            compute = self._similarity_maps if method == "similarity" else self._gradcam_maps
-            maps, similarity = compute(pixel_values, classifier)
+            if method == "gradcam":
+                maps, similarity = self._gradcam_maps(pixel_values, classifier)
+            else:
+                maps, similarity = self._similarity_maps(pixel_values, classifier, normalize=method == "similarity")
             map_size = tuple(maps.shape[-2:])
             canvas = tuple(pixel_values.shape[-2:])
             for image_maps, geometry in zip(maps, geometries, strict=True):
@@ -508,6 +512,12 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
             raise ValueError("Give exactly one of `text`, `task` (a recommended task) or `class_names`")
         if text is None:
             return self.class_prompts(task, class_names)
+        if isinstance(text, dict):  # {class: prompt ensemble}
+            if not text or not all(
+                isinstance(p, list) and p and all(isinstance(t, str) for t in p) for p in text.values()
+            ):
+                raise ValueError("`text` as a mapping takes {class name: [prompts]} with at least one prompt each")
+            return {str(name): list(prompts) for name, prompts in text.items()}
         texts = [text] if isinstance(text, str) else list(text)
         if not texts or not all(isinstance(t, str) and t.strip() for t in texts) or len(set(texts)) != len(texts):
             raise ValueError(f"`text` must be a non-empty string or a list of distinct ones, got {text!r}")
@@ -558,13 +568,15 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         return self.vision_model(pixel_values=pixel_values, return_dict=True, output_hidden_states=vit or None)
 
     @torch.no_grad()
-    def _similarity_maps(self, pixel_values: torch.Tensor, classifier: torch.Tensor):
-        """`(B, C, h, w)` cosine of each position's projected features with each class, and `(B, C)` pooled."""
+    def _similarity_maps(self, pixel_values: torch.Tensor, classifier: torch.Tensor, normalize: bool = True):
+        """`(B, C, h, w)` cosine (or, not `normalize`d, dot product) of each position's projected features with each
+        class, and the `(B, C)` cosines of the pooled embedding."""
         outputs = self._vision_forward(pixel_values)
         dense = self._spatial_embeddings(self._on_grid(self._last_stage(outputs, False), pixel_values))
         pooled = self._project_pooled(outputs)
         with torch.autocast(classifier.device.type, enabled=False):  # scores in fp32, also under mixed precision
-            maps = torch.einsum("bhwp,cp->bchw", nn.functional.normalize(dense.float(), dim=-1), classifier)
+            dense = nn.functional.normalize(dense.float(), dim=-1) if normalize else dense.float()
+            maps = torch.einsum("bhwp,cp->bchw", dense, classifier)
             return maps, nn.functional.normalize(pooled.float(), dim=-1) @ classifier.t()
 
     def _gradcam_maps(self, pixel_values: torch.Tensor, classifier: torch.Tensor):

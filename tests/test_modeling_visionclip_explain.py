@@ -110,9 +110,17 @@ def test_similarity_map_is_the_known_cosine_at_native_stride(tiny_model_and_proc
     assert result.map_size == (CANVAS // STRIDE, CANVAS // STRIDE)
     blue = native_blue_feature(pixel_values)
     assert blue.max() > 2.5 and blue.min() == 0.0  # the dot is seen, the rest is not
-    for index, expected in enumerate((blue / torch.sqrt(1 + blue**2), 1 / torch.sqrt(1 + blue**2))):
+    cam = model.explain(pixel_values, processor, text=[DOT, BACKGROUND], method="cam")
+    expected_maps = [
+        (result, DOT, blue / torch.sqrt(1 + blue**2)),  # cosine of (d, 1) with e0
+        (result, BACKGROUND, 1 / torch.sqrt(1 + blue**2)),
+        (cam, DOT, blue),  # dot product of (d, 1) with e0
+        (cam, BACKGROUND, torch.ones_like(blue)),
+    ]
+    for explained, name, expected in expected_maps:
         upsampled = torch.nn.functional.interpolate(expected[:, None], size=(CANVAS, CANVAS), mode="bilinear")
-        torch.testing.assert_close(torch.from_numpy(result.heatmaps[0][index]), upsampled[0, 0])
+        heatmap = explained.heatmaps[0][explained.class_names.index(name)]
+        torch.testing.assert_close(torch.from_numpy(heatmap), upsampled[0, 0])
 
 
 def blob_centre(heatmap: np.ndarray) -> np.ndarray:
@@ -120,7 +128,7 @@ def blob_centre(heatmap: np.ndarray) -> np.ndarray:
     return np.argwhere(heatmap >= 0.5 * np.nanmax(heatmap)).mean(axis=0)[::-1]
 
 
-@pytest.mark.parametrize("method", ["similarity", "gradcam"])
+@pytest.mark.parametrize("method", ["similarity", "cam", "gradcam"])
 def test_maps_come_back_in_each_inputs_pixels_for_a_batch_of_mixed_sizes(tiny_model_and_processor, method):
     model, processor = hand_built_model(), hand_built_processor(tiny_model_and_processor)
     images = [fundus_with_dot(size, disc, dot) for size, disc, dot in CASES]
@@ -189,7 +197,7 @@ TOWERS = {
 
 
 @pytest.mark.parametrize("tower", sorted(TOWERS))
-@pytest.mark.parametrize("method", ["similarity", "gradcam"])
+@pytest.mark.parametrize("method", ["similarity", "cam", "gradcam"])
 def test_every_supported_tower_gives_finite_maps_and_zero_shot_logits(tiny_model_and_processor, tower, method):
     model, processor = tower_model(TOWERS[tower]), hand_built_processor(tiny_model_and_processor)
     images = [fundus_with_dot(size, disc, dot) for size, disc, dot in CASES[:2]]
@@ -219,6 +227,16 @@ def test_a_tower_it_cannot_explain_is_named(tiny_model_and_processor):
     model, processor = tower_model(swin), hand_built_processor(tiny_model_and_processor)
     with pytest.raises(ValueError, match="'swin' vision tower"):
         model.explain([fundus_with_dot(*CASES[0])], processor, text="glaucoma")
+
+
+def test_text_as_prompt_ensembles_gives_the_class_names_maps(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    image = fundus_with_dot(*CASES[0])
+    by_name = model.explain(image, processor, class_names=["glaucoma", "drusen"])
+    ensembles = model.class_prompts(class_names=["glaucoma", "drusen"])
+    by_prompts = model.explain(image, processor, text=ensembles)
+    assert by_prompts.class_names == by_name.class_names
+    np.testing.assert_allclose(by_prompts.heatmaps[0], by_name.heatmaps[0], rtol=1e-5, atol=1e-6)
 
 
 def test_bad_arguments_are_refused_with_the_reason(tiny_model_and_processor):
