@@ -306,6 +306,10 @@ class ImageGeometry(NamedTuple):
     placement: CanvasPlacement
 
 
+def _cropped(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    return image if tuple(box) == (0, 0, *image.size) else image.crop(box)
+
+
 def _fit_size(width: int, height: int, target_width: int, target_height: int) -> tuple[int, int]:
     scale = min(target_width / width, target_height / height)
     return max(1, round(width * scale)), max(1, round(height * scale))
@@ -356,7 +360,7 @@ class VisionCLIPImageProcessor(PilBackend):
         at full size (no JPEG draft), so the geometry is in the input's own pixel coordinates."""
         image = load_fundus_image(image, kwargs.get("max_image_bytes") or self.max_image_bytes)
         box = self.field_of_view_box(image, **kwargs)
-        cropped = image.crop(box) if box != (0, 0, *image.size) else image
+        cropped = _cropped(image, box)
         placement = self.placement(*cropped.size, **kwargs)
         return self._place_on_canvas(cropped, placement, **kwargs), ImageGeometry(image.size, box, placement)
 
@@ -378,11 +382,7 @@ class VisionCLIPImageProcessor(PilBackend):
             round(1.25 * max(size["height"], size["width"])) if kwargs.get("do_resize", self.do_resize) else None
         )
         image = load_fundus_image(image, kwargs.get("max_image_bytes") or self.max_image_bytes, draft_side)
-        return (
-            image.crop(self.field_of_view_box(image, **kwargs))
-            if kwargs.get("do_crop_fov", self.do_crop_fov)
-            else image
-        )
+        return _cropped(image, self.field_of_view_box(image, **kwargs))
 
     def field_of_view_box(self, image: Image.Image, **kwargs) -> tuple[int, int, int, int]:
         """The crop box `(left, top, right, bottom)` the field-of-view step takes: the whole image when
