@@ -484,6 +484,11 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
         field-of-view crop, resize and padding (see [`ExplainResult`])."""
         if processor is None or not hasattr(processor, "tokenizer") or not hasattr(processor, "image_processor"):
             raise ValueError("explain needs the model's processor (AutoProcessor.from_pretrained(same folder))")
+        if not hasattr(processor.image_processor, "prepare_image_with_geometry"):
+            raise ValueError(
+                "explain needs an image processor that reports its crop and placement (prepare_image_with_geometry); "
+                "this one predates it: load the processor from the same folder as the model"
+            )
         if method not in EXPLAIN_METHODS:
             raise ValueError(f"Unknown explain method {method!r}; choose one of {EXPLAIN_METHODS}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:

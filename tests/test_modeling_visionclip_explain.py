@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -248,6 +249,9 @@ def test_bad_arguments_are_refused_with_the_reason(tiny_model_and_processor):
         model.explain([image], processor, text="glaucoma", method="saliency")
     with pytest.raises(ValueError, match="distinct"):
         model.explain([image], processor, text=["glaucoma", "glaucoma"])
+    older = SimpleNamespace(tokenizer=processor.tokenizer, image_processor=object())
+    with pytest.raises(ValueError, match="predates it"):
+        model.explain([image], older, text="glaucoma")
 
 
 CHILD = textwrap.dedent(
