@@ -569,6 +569,8 @@ class VisionCLIPModel(VisionCLIPPreTrainedModel):
 
     def _vision_forward(self, pixel_values: torch.Tensor):
         pixel_values = pixel_values.to(self.visual_projection.weight.dtype)
+        if not torch.is_grad_enabled():  # as get_image_features: channels-last for inference, not for Grad-CAM
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         vit = self.vision_model.config.model_type in VIT_TOWERS
         return self.vision_model(pixel_values=pixel_values, return_dict=True, output_hidden_states=vit or None)
 

@@ -118,11 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(per_finding, key, "finding", area))
         print(f"\n{title} per kind of lesion (the finding's prompts; mask: that lesion only)\n")
         print(markdown_table(per_lesion, key, "lesion"))
-    beaten = [k for k, v in local.items() if v["similarity"]["pointing"] > v["centre_bias"]["pointing"]]
-    print(
-        f"\nlocal findings (mask < {LOCAL_SHARE:.0%} of the field): {len(local)}; similarity beats centre bias "
-        f"at pointing on {len(beaten)}: {', '.join(sorted(beaten)) or 'none'}"
-    )
+    print(f"\nlocal findings (mask < {LOCAL_SHARE:.0%} of the field): {len(local)}")
+    for kind in ("similarity", "contrast", "cam", "gradcam"):
+        beaten = sorted(k for k, v in local.items() if v[kind]["pointing"] > v["centre_bias"]["pointing"])
+        print(f"{kind} points better than centre bias on {len(beaten)}: {', '.join(beaten) or 'none'}")
     if speed:
         print(
             "\nimages/s (this machine, this run):",
