@@ -118,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(per_finding, key, "finding", area))
         print(f"\n{title} per kind of lesion (the finding's prompts; mask: that lesion only)\n")
         print(markdown_table(per_lesion, key, "lesion"))
+    flat = {kind for rows in per_finding.values() for kind in COLUMNS if rows[kind]["flat_maps"]}
+    if flat:
+        print(
+            f"\nflat maps (one value over the field: they point nowhere, scored as misses): {', '.join(sorted(flat))}"
+        )
     print(f"\nlocal findings (mask < {LOCAL_SHARE:.0%} of the field): {len(local)}")
     for kind in ("similarity", "contrast", "cam", "gradcam"):
         beaten = sorted(k for k, v in local.items() if v[kind]["pointing"] > v["centre_bias"]["pointing"])

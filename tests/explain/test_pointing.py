@@ -54,5 +54,12 @@ def test_tally_summary():
     tally.add(lesion.astype(np.float32), lesion, FIELD, 0)
     tally.add(centre_bias_map(FIELD), lesion, FIELD, 0)
     summary = tally.summary()
-    assert summary["pointing"] == 0.5 and summary["images"] == 2
+    assert summary["pointing"] == 0.5 and summary["images"] == 2 and summary["flat_maps"] == 0
     assert summary["pixel_auroc"] == pytest.approx((1.0 + pixel_auroc(centre_bias_map(FIELD), lesion, FIELD)) / 2)
+
+
+def test_a_flat_map_points_nowhere():
+    lesion = blob((40, 40), (20, 20), 3)  # at the centre, where a tie broken by position could land
+    tally = Tally()
+    tally.add(np.full((40, 40), 0.3, dtype=np.float32), lesion, FIELD, tolerance=40)
+    assert tally.summary() == {"pointing": 0.0, "pixel_auroc": 0.5, "images": 1, "flat_maps": 1}

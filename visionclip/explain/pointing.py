@@ -56,17 +56,27 @@ def centre_bias_map(field_mask: np.ndarray) -> np.ndarray:
     return -np.hypot(yy - ys.mean(), xx - xs.mean()).astype(np.float32)
 
 
+def is_flat(heatmap: np.ndarray, field_mask: np.ndarray) -> bool:
+    """Whether the map holds one value over the whole field (it points nowhere)."""
+    values = _finite(heatmap)[field_mask]
+    return bool(values.min() == values.max())
+
+
 @dataclass
 class Tally:
-    """Pointing-game hits and pixel AUROCs of one kind of map on one finding."""
+    """Pointing-game hits and pixel AUROCs of one kind of map on one finding. A flat map (one value over the field,
+    e.g. a random EfficientNet's, whose features vanish) points nowhere: a miss, and AUROC 0.5; `flat` counts them."""
 
     hits: int = 0
     trials: int = 0
+    flat: int = 0
     aurocs: list[float] = field(default_factory=list)
 
     def add(self, heatmap: np.ndarray, lesion: np.ndarray, field_mask: np.ndarray, tolerance: int) -> None:
         self.trials += 1
-        self.hits += pointing_hit(heatmap, lesion, field_mask, tolerance)
+        flat = is_flat(heatmap, field_mask)
+        self.flat += flat
+        self.hits += not flat and pointing_hit(heatmap, lesion, field_mask, tolerance)
         auroc = pixel_auroc(heatmap, lesion, field_mask)
         if auroc is not None:
             self.aurocs.append(auroc)
@@ -76,4 +86,5 @@ class Tally:
             "pointing": self.hits / self.trials if self.trials else None,
             "pixel_auroc": float(np.mean(self.aurocs)) if self.aurocs else None,
             "images": self.trials,
+            "flat_maps": self.flat,
         }
