@@ -3,8 +3,9 @@
 On held-out generated photographs (the embedded dataset's validation split: never trained on), for each finding
 with something drawn: pointing-game accuracy (the map's maximum in the field of view on the lesion mask, within
 `--tolerance` of the image side) and pixel AUROC of the map against the mask, for dense similarity (and its
-contrast with the denial) and Grad-CAM, beside a centre-bias map and a randomly initialised model's maps (see
-`visionclip/explain/measure.py`). Then images per second of `explain` (both methods) and of the plain zero-shot
+contrast with the denial), the undivided dot product (`cam`) and Grad-CAM, beside a centre-bias map and a randomly
+initialised model's maps (`zeroshot.runner.random_baseline`, batch-norm statistics re-estimated on these images; see
+`visionclip/explain/measure.py`). Then images per second of `explain` (each method) and of the plain zero-shot
 forward on the same images, in the same run.
 
     python bench/bench_explain.py --model runs/visionclip-small/model [--images 600] [--json out.json]
@@ -25,7 +26,8 @@ from visionclip.explain import load_explainable
 from visionclip.explain.measure import MAP_KINDS, finding_questions, generated_cases, measure
 from visionclip.precision import PRECISIONS, inference_autocast, resolve_precision
 from visionclip.shards import atomic_write_bytes
-from visionclip.zeroshot.runner import random_baseline
+from visionclip.zeroshot.data import EvalItem
+from visionclip.zeroshot.runner import estimate_batch_norm_statistics, random_baseline
 
 LOCAL_SHARE = 0.25  # a finding whose mask covers less than this share of the field on average is "local"
 COLUMNS = (
@@ -100,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         f"pointing tolerance {tolerance} px"
     )
     cases = list(generated_cases(args.images, args.image_size))
+    # the project's random baseline: batch-norm statistics re-estimated on these images (no labels used)
+    items = [EvalItem(str(index), case.image, 0) for index, case in enumerate(cases)]
+    estimate_batch_norm_statistics(baseline, processor.image_processor, items, args.batch_size)
     with inference_autocast(precision.mixed_precision, device):
         per_finding, per_lesion = measure(
             model, baseline, processor, cases, finding_questions(), tolerance, args.batch_size
