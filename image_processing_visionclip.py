@@ -297,6 +297,19 @@ class CanvasPlacement(NamedTuple):
     offset: tuple[int, int]
 
 
+class ImageGeometry(NamedTuple):
+    """Where a prepared image came from: the loaded input's `(width, height)`, the field-of-view `crop_box`
+    `(left, top, right, bottom)` in it, and the `placement` of that crop on the output canvas."""
+
+    input_size: tuple[int, int]
+    crop_box: tuple[int, int, int, int]
+    placement: CanvasPlacement
+
+
+def _cropped(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+    return image if tuple(box) == (0, 0, *image.size) else image.crop(box)
+
+
 def _fit_size(width: int, height: int, target_width: int, target_height: int) -> tuple[int, int]:
     scale = min(target_width / width, target_height / height)
     return max(1, round(width * scale)), max(1, round(height * scale))
@@ -340,7 +353,18 @@ class VisionCLIPImageProcessor(PilBackend):
     def prepare_image(self, image: Any, **kwargs) -> Image.Image:
         """Load one input and apply the geometric steps (FOV crop, resize, pad); returns an RGB PIL image."""
         image = self.load_and_crop(image, **kwargs)
-        placement = self.placement(*image.size, **kwargs)
+        return self._place_on_canvas(image, self.placement(*image.size, **kwargs), **kwargs)
+
+    def prepare_image_with_geometry(self, image: Any, **kwargs) -> tuple[Image.Image, ImageGeometry]:
+        """`prepare_image`, and the `ImageGeometry` that maps its output back onto the input. The input is decoded
+        at full size (no JPEG draft), so the geometry is in the input's own pixel coordinates."""
+        image = load_fundus_image(image, kwargs.get("max_image_bytes") or self.max_image_bytes)
+        box = self.field_of_view_box(image, **kwargs)
+        cropped = _cropped(image, box)
+        placement = self.placement(*cropped.size, **kwargs)
+        return self._place_on_canvas(cropped, placement, **kwargs), ImageGeometry(image.size, box, placement)
+
+    def _place_on_canvas(self, image: Image.Image, placement: CanvasPlacement, **kwargs) -> Image.Image:
         if placement.fitted == image.size and placement.canvas == image.size:
             return image
         fitted = image.resize(placement.fitted, kwargs.get("resample", self.resample), reducing_gap=3.0)
@@ -358,13 +382,16 @@ class VisionCLIPImageProcessor(PilBackend):
             round(1.25 * max(size["height"], size["width"])) if kwargs.get("do_resize", self.do_resize) else None
         )
         image = load_fundus_image(image, kwargs.get("max_image_bytes") or self.max_image_bytes, draft_side)
-        if kwargs.get("do_crop_fov", self.do_crop_fov):
-            image = image.crop(
-                find_field_of_view(
-                    image, kwargs.get("fov_threshold", self.fov_threshold), kwargs.get("fov_margin", self.fov_margin)
-                )
-            )
-        return image
+        return _cropped(image, self.field_of_view_box(image, **kwargs))
+
+    def field_of_view_box(self, image: Image.Image, **kwargs) -> tuple[int, int, int, int]:
+        """The crop box `(left, top, right, bottom)` the field-of-view step takes: the whole image when
+        `do_crop_fov` is off."""
+        if not kwargs.get("do_crop_fov", self.do_crop_fov):
+            return 0, 0, *image.size
+        return find_field_of_view(
+            image, kwargs.get("fov_threshold", self.fov_threshold), kwargs.get("fov_margin", self.fov_margin)
+        )
 
     def placement(self, width: int, height: int, **kwargs) -> CanvasPlacement:
         """Where the resize and pad steps put a `width` x `height` (cropped) image on the output canvas."""
@@ -467,4 +494,4 @@ def _flatten_images(images: Any) -> list[Any]:
 
 VisionCLIPImageProcessor.register_for_auto_class("AutoImageProcessor")
 
-__all__ = ["VisionCLIPImageProcessor", "find_field_of_view", "load_fundus_image", "pil_to_rgb"]
+__all__ = ["ImageGeometry", "VisionCLIPImageProcessor", "find_field_of_view", "load_fundus_image", "pil_to_rgb"]

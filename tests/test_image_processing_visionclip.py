@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from image_processing_visionclip import VisionCLIPImageProcessor, find_field_of_view, load_fundus_image
 from tests.forged_images import png_claiming_size
@@ -283,3 +283,16 @@ def test_histogram_percentile_equals_numpys():
         channel = Image.fromarray(array)
         for q in (0, 37.5, 99, 100):
             assert percentile_of_8bit(channel, q) == pytest.approx(np.percentile(array, q), abs=1e-9)
+
+
+def test_prepare_image_with_geometry_says_where_the_output_came_from():
+    image = Image.new("RGB", (300, 200))
+    ImageDraw.Draw(image).ellipse((100, 10, 280, 190), fill=(180, 90, 40))
+    processor = VisionCLIPImageProcessor(size={"height": 64, "width": 64})
+
+    prepared, geometry = processor.prepare_image_with_geometry(image)
+
+    assert np.array_equal(np.asarray(prepared), np.asarray(processor.prepare_image(image)))
+    left, top, right, bottom = geometry.crop_box
+    assert geometry.input_size == (300, 200) and abs(left - 100) <= 6 and abs(right - 280) <= 6  # a 1% margin
+    assert geometry.placement == processor.placement(right - left, bottom - top)

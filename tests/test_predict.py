@@ -77,3 +77,14 @@ def test_batch_size_below_one_is_refused(photos: list[Path], capsys, batch_size:
     with pytest.raises(SystemExit):
         predict.main(["--batch-size", batch_size, str(photos[0])])
     assert "--batch-size must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["similarity", "gradcam"])
+def test_explain_writes_one_overlay_per_image_and_class_at_the_photographs_size(photos, tmp_path, capsys, method):
+    out = tmp_path / "overlays"
+    argv = ["--classes", "cataract,no cataract", "--explain", str(out), "--explain-method", method]
+    assert predict.main([*argv, *map(str, photos)]) == 0
+    assert f"4 {method} overlays written to {out}" in capsys.readouterr().out
+    written = sorted(path.name for path in out.iterdir())
+    assert written == [f"{stem}__{slug}.png" for stem in "ab" for slug in ("cataract", "no-cataract")]
+    assert all(Image.open(out / name).size == (96, 96) for name in written)

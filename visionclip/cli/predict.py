@@ -3,9 +3,12 @@
     python predict.py                                    # untrained `tiny` preset on the real HRF photos (smoke run)
     python predict.py --model ./visionclip-small --task glaucoma photo1.jpg photo2.png
     python predict.py --model ./visionclip-small --classes "cataract,no cataract" images/*.jpg
+    python predict.py --model ./visionclip-small --task glaucoma --explain overlays/ photo1.jpg   # + heatmaps
 
 `--model` is a saved folder or Hub id (loaded with trust_remote_code), a training checkpoint folder or a preset
 name (random weights).
+`--explain OUT_DIR` also writes, per image and class, a PNG of where the model looks (`--explain-method`: dense
+text-image `similarity` or `gradcam`) over the photograph, with the field-of-view outline and the score.
 `--classes` takes one comma-separated value, so class names and image paths cannot run into each other; a class
 name that is an existing file or ends like an image file is refused. Without images, the bundled real HRF test
 photographs are classified (a smoke run), with an accuracy only when the classes are their labels.
@@ -20,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from ..explain import load_explainable, write_overlays
 from ..factory import load_model, source_kind
 from ..paths import real_data_dir
 from ..precision import PRECISIONS, inference_autocast, resolve_precision
@@ -71,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--mixed-precision", choices=PRECISIONS, default="auto", help="auto: bf16 where the device runs it natively"
     )
+    parser.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write heatmap overlays (PNG) here")
+    parser.add_argument("--explain-method", choices=("similarity", "gradcam"), default="similarity")
     args = parser.parse_args(argv)
     if args.task and args.classes:
         parser.error("give --task or --classes, not both")
@@ -94,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if source_kind(args.model) == "preset":
             print(f"note: preset {args.model!r} has random weights; predictions are chance-level until it is trained")
-        model, processor = load_model(args.model)
+        model, processor = (load_explainable if args.explain else load_model)(args.model)
     except (ValueError, FileNotFoundError, OSError) as error:
         parser.error(str(error))
     device = next(model.parameters()).device
@@ -118,4 +124,16 @@ def main(argv: list[str] | None = None) -> int:
         )
     elif truth is not None:
         print(f"no accuracy: the classes are not the photographs' labels ({', '.join(sorted(set(truth)))})")
+    if args.explain:
+        with inference_autocast(precision.mixed_precision, device):
+            explained = model.explain(
+                images,
+                processor,
+                task=task,
+                class_names=class_names,
+                method=args.explain_method,
+                batch_size=args.batch_size,
+            )
+        written = write_overlays(explained, images, args.explain)
+        print(f"{len(written)} {args.explain_method} overlays written to {args.explain}")
     return 0

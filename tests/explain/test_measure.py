@@ -1,0 +1,39 @@
+"""The measurement against generated lesion masks, end to end on a few images with the tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from visionclip.explain.measure import MAP_KINDS, finding_questions, generated_cases, measure, shows
+from visionclip.zeroshot.runner import random_baseline
+
+
+def test_questions_cover_every_finding_column_once_with_both_ensembles():
+    questions = finding_questions()
+    columns = [question.column for question in questions]
+    assert len(columns) == len(set(columns)) and "dr_grade" in columns and "is_gc" in columns
+    assert all(set(q.prompts) == {"absent", "present"} and all(q.prompts.values()) for q in questions)
+
+
+def test_cases_are_the_held_out_images_with_their_drawn_masks():
+    cases = list(generated_cases(6, image_size=96))
+    assert len(cases) == 6 and cases[0].image[:2] == b"\xff\xd8"  # JPEG, as the embedded dataset stores them
+    for case in cases:
+        assert case.field_mask.shape == (96, 96)
+        assert all(mask.any() and mask.shape == (96, 96) for mask in case.masks.values())
+
+
+def test_measure_scores_every_map_kind_on_the_images_that_show_each_finding(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    cases = list(generated_cases(24, image_size=96))
+    questions = [q for q in finding_questions() if any(shows(case, q.column) for case in cases)][:2]
+    per_finding, per_lesion = measure(model, random_baseline(model), processor, cases, questions, tolerance=2)
+    assert set(per_finding) == {q.name for q in questions}
+    for question in questions:
+        row = per_finding[question.name]
+        assert set(row) == {"area", *MAP_KINDS}
+        shown = sum(shows(case, question.column) for case in cases)
+        assert all(row[kind]["images"] == shown for kind in MAP_KINDS)
+        assert 0 < row["area"] < 1 and all(0 <= row[kind]["pointing"] <= 1 for kind in MAP_KINDS)
+    assert per_lesion and all("/" in tag for tag in per_lesion)
+    assert np.isfinite([row["pixel_auroc"] or 0 for rows in per_lesion.values() for row in rows.values()]).all()
