@@ -8,7 +8,7 @@ initialised model's maps (`zeroshot.runner.random_baseline`, batch-norm statisti
 `visionclip/explain/measure.py`). Then images per second of `explain` (each method) and of the plain zero-shot
 forward on the same images, in the same run.
 
-    python bench/bench_explain.py --model runs/visionclip-small/model [--images 600] [--json out.json]
+    python bench/bench_explain.py --model runs/visionclip/model [--images 600] [--json out.json]
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def markdown_table(rows: dict[str, dict], key: str, first: str, extra: dict[str,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="runs/visionclip-small/model", help="saved folder, checkpoint or preset")
+    parser.add_argument("--model", default="runs/visionclip/model", help="saved folder, checkpoint or preset")
     parser.add_argument("--images", type=int, default=600, help="held-out generated images to draw from")
     parser.add_argument("--image-size", type=int, default=224, help="generated size (the embedded dataset's)")
     parser.add_argument("--tolerance", type=float, default=0.03, help="pointing-game tolerance, share of the side")

@@ -7,7 +7,7 @@ cosine schedule and precision (what `--mixed-precision auto` picks on this devic
 Each is timed around its whole training call (set-up included) after a one-batch warm-up run of both. Reports
 images/s of each and their ratio.
 
-    python bench/bench_finetune.py [--model runs/visionclip-small/model] [--images 64] [--batch-size 16] [--epochs 2]
+    python bench/bench_finetune.py [--model runs/visionclip/model] [--images 64] [--batch-size 16] [--epochs 2]
 """
 
 from __future__ import annotations

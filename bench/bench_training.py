@@ -8,7 +8,9 @@ utilisation against a matmul peak measured in the same run, and memory per image
 sizes, each measured in a fresh process). Also prints the preset's forward FLOPs per image and per caption, and
 those of `flair-reference` (for docs/gpu_hours.md).
 
-    python bench/bench_training.py [--preset small-pretrained] [--batch-size 64] [--steps 4]
+    python bench/bench_training.py [--preset small-pretrained] [--lock-image] [--batch-size 64] [--steps 4]
+
+`--lock-image` freezes both models' vision towers, as the main job does (`train.py --lock-image true`).
 """
 
 from __future__ import annotations
@@ -102,9 +104,16 @@ def training_step(model, optimizer, batch, bf16: bool) -> None:
     optimizer.zero_grad(set_to_none=True)
 
 
+def lock_vision(model) -> None:
+    """LiT, as `train.py --lock-image true` runs it: the vision tower frozen, its batch norms in eval mode."""
+    model.vision_model.requires_grad_(False)
+
+
 def images_per_second(model, batch, steps: int, bf16: bool) -> float:
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    if not any(p.requires_grad for p in model.vision_model.parameters()):
+        model.vision_model.eval()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     training_step(model, optimizer, batch, bf16)
     times = []
     for _ in range(steps):
@@ -140,18 +149,20 @@ def matmul_peak(dtype: torch.dtype, size: int = 2048, repeats: int = 10) -> floa
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def peak_rss_mib(which: str, batch_size: int, preset: str) -> float:
+def peak_rss_mib(which: str, batch_size: int, preset: str, lock_image: bool = False) -> float:
     """Peak resident memory of a fresh process that runs two training steps."""
-    code = f"import bench_training; bench_training.child({which!r}, {batch_size}, {preset!r})"  # `-c`: from cwd
+    code = f"import bench_training; bench_training.child({which!r}, {batch_size}, {preset!r}, {lock_image!r})"  # `-c`: from cwd
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT / "bench")
     if done.returncode:
         raise RuntimeError(done.stderr[-2000:])
     return json.loads(done.stdout.strip().splitlines()[-1])["peak_mib"]
 
 
-def child(which: str, batch_size: int, preset: str = "small") -> None:
+def child(which: str, batch_size: int, preset: str = "small", lock_image: bool = False) -> None:
     ours, peer, processor = build_pair(preset)
     model = ours if which == "ours" else peer
+    if lock_image:
+        lock_vision(model)
     batch = make_batch(processor, batch_size)
     images_per_second(model, batch, 1, bf16=False)
     print(json.dumps({"peak_mib": high_water_mib()}))
@@ -186,14 +197,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=PRESETS, default="small")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--lock-image", action="store_true", help="freeze both vision towers (the main job's LiT)")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
     ours, peer, processor = build_pair(args.preset)
+    if args.lock_image:
+        lock_vision(ours)
+        lock_vision(peer)
     batch = make_batch(processor, args.batch_size)
     flops = step_flops(ours, batch)
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(
-        f"{args.preset} preset, batch {args.batch_size}, {batch['pixel_values'].shape[-1]} px, captions of {batch['input_ids'].shape[1]} tokens, "
+        f"{args.preset} preset{' with the vision tower locked' if args.lock_image else ''}, batch {args.batch_size}, {batch['pixel_values'].shape[-1]} px, captions of {batch['input_ids'].shape[1]} tokens, "
         f"{torch.get_num_threads()} threads; {flops / args.batch_size / 1e9:.2f} GFLOPs per image per step; "
         f"matmul peak {peaks['fp32'] / 1e9:.0f} GFLOP/s fp32, {peaks['bf16'] / 1e9:.0f} GFLOP/s bf16"
     )
@@ -207,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         mfu = ours_rate * flops / args.batch_size / peaks[precision]
         print(f"| {precision} | {ours_rate:.1f} | {peer_rate:.1f} | {ours_rate / peer_rate:.2f}x | {mfu:.0%} |")
     for which in ("ours", "peer"):
-        small, large = peak_rss_mib(which, 16, args.preset), peak_rss_mib(which, 64, args.preset)
+        small, large = (peak_rss_mib(which, size, args.preset, args.lock_image) for size in (16, 64))
         print(
             f"memory per image ({which}, fp32 training): {(large - small) / 48:.1f} MiB "
             f"(peak RSS {small:.0f} MiB at batch 16, {large:.0f} MiB at batch 64)"

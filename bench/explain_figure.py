@@ -4,7 +4,7 @@ Top rows: HRF photographs (Budai et al., 2013; CC BY 4.0) with diabetic retinopa
 for its own label by the model's `diagnosis` task. Bottom rows: held-out generated photographs, each explained for a
 finding it shows (the finding's prompt ensemble), with the lesion mask outlined in cyan. One row pair per method.
 
-    python bench/explain_figure.py --model runs/visionclip-small/model --out docs/figures/explain_overlays.png
+    python bench/explain_figure.py --model runs/visionclip/model --out docs/figures/explain_overlays.png
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def encoded(figure: Image.Image) -> bytes:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="runs/visionclip-small/model")
+    parser.add_argument("--model", default="runs/visionclip/model")
     parser.add_argument("--out", type=Path, default=Path("docs/figures/explain_overlays.png"))
     parser.add_argument("--methods", nargs="+", default=["cam", "gradcam"], choices=["similarity", "cam", "gradcam"])
     parser.add_argument("--tile", type=int, default=230, help="tile side in pixels")

@@ -449,7 +449,8 @@ def loader_rate(trainer) -> dict[str, Any]:
 def readme_cpu_curve(text: str) -> dict[int, float]:
     """README.md's held-out mean AUROC of the CPU main job: {step: AUROC}."""
     match = re.search(
-        r"held-out mean zero-shot AUROC ((?:[\d.]+\s*/\s*)*[\d.]+)\s+after ((?:[\d,]+\s*/\s*)*[\d,]+) steps", text
+        r"held-out\s+mean\s+zero-shot\s+AUROC\s+((?:[\d.]+\s*/\s*)*[\d.]+)\s+after\s+((?:[\d,]+\s*/\s*)*[\d,]+)\s+steps",
+        text,
     )
     if match is None:
         return {}

@@ -22,7 +22,7 @@ from visionclip.zeroshot.heldout import HeldOutEvaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 
-DEFAULT_MODEL = ROOT / "runs" / "visionclip-small" / "model"
+DEFAULT_MODEL = ROOT / "runs" / "visionclip" / "model"
 
 
 def probe_aurocs(train: HeldOutEvaluator, held_out: HeldOutEvaluator, train_x, test_x) -> dict[str, float]:

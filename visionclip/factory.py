@@ -11,7 +11,7 @@ Build (random weights where nothing pretrained is named):
 
 Load (evaluation mode):
 
-    model, processor = load_model("runs/visionclip-small/model")   # a saved folder, a Hub id (owner/name),
+    model, processor = load_model("runs/visionclip/model")   # a saved folder, a Hub id (owner/name),
                                                                      # a training checkpoint folder or a preset name
 """
 

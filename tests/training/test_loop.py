@@ -40,6 +40,7 @@ def make_trainer(cache_dir: Path, tmp_path: Path):
             "warmup_steps": 1,
             "shuffle_buffer": 1,
             "mixed_precision": "no",
+            "lock_image": False,  # the mechanics under test (batch-norm updates, gradients) need a trained image tower
             **overrides,
         }
         trainer = build_trainer(TrainConfig(**options), Accelerator(cpu=True, mixed_precision="no"))

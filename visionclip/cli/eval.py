@@ -32,7 +32,7 @@ from ..zeroshot.report import markdown_table, model_index, per_class_table, plot
 from ..zeroshot.runner import MODES, EvalOptions, evaluate_dataset, random_baseline
 from ..zeroshot.tasks import load_task
 
-DEFAULT_MODEL = "runs/visionclip-small/model"
+DEFAULT_MODEL = "runs/visionclip/model"
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:

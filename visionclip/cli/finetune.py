@@ -1,6 +1,6 @@
 """Adapt a VisionCLIP model to a small labelled set, cross-validated, and save a Hub-ready image classifier.
 
-    python finetune.py --model runs/visionclip-small/model --dataset hrf:/data/hrf/labels.csv --mode zero-shot-init
+    python finetune.py --model runs/visionclip/model --dataset hrf:/data/hrf/labels.csv --mode zero-shot-init
     accelerate launch finetune.py --model org/visionclip --dataset glaucoma:/data/folder --mode full --layer-decay 0.8
     python finetune.py --model ./model --dataset my_task.yaml:/data/labels.csv --cv-by group --group-column patient
 
@@ -80,7 +80,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
 
 
 def short_name(model: str) -> str:
-    """A model's name for tables and plot titles: a folder's last two parts (`visionclip-small/model`)."""
+    """A model's name for tables and plot titles: a folder's last two parts (`visionclip/model`)."""
     return "/".join(Path(model).resolve().parts[-2:]) if Path(model).exists() else model
 
 

@@ -1,9 +1,9 @@
 """Zero-shot classification of fundus photographs with a VisionCLIP model.
 
     python predict.py                                    # untrained `tiny` preset on the real HRF photos (smoke run)
-    python predict.py --model ./visionclip-small --task glaucoma photo1.jpg photo2.png
-    python predict.py --model ./visionclip-small --classes "cataract,no cataract" images/*.jpg
-    python predict.py --model ./visionclip-small --task glaucoma --explain overlays/ photo1.jpg   # + heatmaps
+    python predict.py --model ./visionclip --task glaucoma photo1.jpg photo2.png
+    python predict.py --model ./visionclip --classes "cataract,no cataract" images/*.jpg
+    python predict.py --model ./visionclip --task glaucoma --explain overlays/ photo1.jpg   # + heatmaps
 
 `--model` is a saved folder or Hub id (loaded with trust_remote_code), a training checkpoint folder or a preset
 name (random weights).

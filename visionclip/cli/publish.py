@@ -1,7 +1,7 @@
 """Publish a trained VisionCLIP folder to the Hugging Face Hub, safely.
 
-    python publish.py runs/visionclip-small/model your-name/visionclip-small --dry-run
-    python publish.py runs/visionclip-small/model your-name/visionclip-small --eval-results eval_results/results.json
+    python publish.py runs/visionclip/model your-name/visionclip --dry-run
+    python publish.py runs/visionclip/model your-name/visionclip --eval-results eval_results/results.json
 
 Steps: copy the folder's Hub model files (the allow-list in `visionclip/hub.py`: config, weights, remote code,
 processor and tokenizer files, card, examples, results JSON, training config) to a staging folder, naming everything

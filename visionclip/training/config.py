@@ -95,7 +95,7 @@ class TrainConfig:
     )
     balance_by: str | None = option(None, help="column whose classes are sampled equally often (rejection sampling)")
     # model
-    preset: str = option("small", help="preset name or preset YAML file")
+    preset: str = option("small-pretrained", help="preset name or preset YAML file")
     vision_tower: str | None = option(
         None,
         help="start the vision tower from this packaged tower (efficientnet-lite0), Hub id or folder; "
@@ -106,7 +106,7 @@ class TrainConfig:
         help="start the text tower (and tokenizer) from this packaged tower (all-minilm-l6-v2), Hub id or folder; "
         "default: the preset's pretrained tower if it names one; 'none': random",
     )
-    lock_image: bool = option(False, help="freeze the vision tower (and its batch-norm statistics)")
+    lock_image: bool = option(True, help="freeze the vision tower (and its batch-norm statistics), as LiT does")
     lock_image_unlocked_layers: int = option(
         0, help="...but keep its last N blocks (and the layers after them) trainable"
     )
@@ -130,13 +130,13 @@ class TrainConfig:
     )
     batch_size: int = option(64, help="global contrastive batch per optimizer step (all processes x accumulation)")
     accum_steps: int = option(1, help="micro-batches per step; the contrastive batch stays the global batch")
-    max_steps: int = option(1000, help="optimizer steps")
+    max_steps: int = option(250, help="optimizer steps")
     lr: float = option(1e-3, help="peak learning rate")
     min_lr: float = option(1e-5, help="final learning rate of the cosine schedule")
     tower_lr: float | None = option(
-        None, help="peak learning rate of the towers (default: lr); lower it for pretrained towers under new heads"
+        1e-4, help="peak learning rate of the towers ('none': lr); lower than lr for pretrained towers under new heads"
     )
-    warmup_steps: int = option(50, help="linear warm-up steps")
+    warmup_steps: int = option(30, help="linear warm-up steps")
     weight_decay: float = option(0.1, help="AdamW weight decay (not on norms, biases, embeddings or the logit scale)")
     adam_beta1: float = option(0.9, help="AdamW beta1 (first-moment decay)")
     adam_beta2: float = option(0.98, help="AdamW beta2 (second-moment decay)")
@@ -150,7 +150,7 @@ class TrainConfig:
     cpu_threads: int = option(0, help="torch threads per process on CPU (0: the machine's cores / local processes)")
     max_nonfinite: int = option(20, help="stop after this many consecutive non-finite losses")
     # output, checkpoints, logging
-    output_dir: str = option("runs/visionclip-small", help="checkpoints/, logs/ and the Hub-ready model/ folder")
+    output_dir: str = option("runs/visionclip", help="checkpoints/, logs/ and the Hub-ready model/ folder")
     save_every: int = option(100, help="checkpoint every N steps (and at the end)")
     keep_checkpoints: int = option(2, help="keep the newest K checkpoints")
     resume: str | None = option(None, help="'latest' or a checkpoint folder")
@@ -158,7 +158,7 @@ class TrainConfig:
         False,
         help="replace the run in output_dir (its checkpoints/, model/, logs/, training_config.yaml)",
     )
-    eval_every: int = option(200, help="zero-shot evaluation on the held-out split every N steps (0: only at the end)")
+    eval_every: int = option(125, help="zero-shot evaluation on the held-out split every N steps (0: only at the end)")
     eval_samples: int = option(1200, help="held-out images used for evaluation")
     log_every: int = option(10, help="scalars to the tracker every N steps")
     report_to: str = option("tensorboard", help="tensorboard, wandb or none")
