@@ -694,6 +694,7 @@ class VisionCLIPForImageClassification(VisionCLIPPreTrainedModel):
         hold_absent_squeeze_excitation(self.vision_model)
 
     get_image_features = VisionCLIPModel.get_image_features
+    _project_pooled = VisionCLIPModel._project_pooled
     encode_image = VisionCLIPModel.encode_image
 
     @classmethod
