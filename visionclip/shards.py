@@ -26,6 +26,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -110,6 +111,27 @@ def check_manifest(out_dir: str | os.PathLike, manifest: Mapping[str, Any]) -> N
             )
         return
     atomic_write_bytes(path, (json.dumps(wanted, indent=2, sort_keys=True) + "\n").encode())
+
+
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file's or a folder's entries to the disk."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def replace_folder(temporary: Path, final: Path) -> None:
+    """Make the fully written folder `temporary` the folder `final`: every file flushed, the old `final` removed,
+    one rename, the parent flushed."""
+    for path in sorted(temporary.rglob("*"), reverse=True):
+        fsync(path)
+    fsync(temporary)
+    if final.exists():
+        shutil.rmtree(final)
+    temporary.rename(final)
+    fsync(final.parent)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import shutil
 from itertools import chain
 from pathlib import Path
@@ -20,6 +19,7 @@ import modeling_visionclip
 from ..cards import RESULTS_FILE
 from ..hub import CONFUSION_MATRIX_FILE as CONFUSION_FILE
 from ..hub import HUB_CODE_FILES
+from ..shards import replace_folder
 from ..synthetic.labels import resolve_prevalence
 from ..synthetic.writer import SampleMaker
 from ..zeroshot.report import markdown_table, model_index, per_class_table, plot_confusion
@@ -35,15 +35,6 @@ def non_finite_tensors(model: torch.nn.Module) -> list[str]:
     layer may not import training)."""
     tensors = chain(model.named_parameters(), model.named_buffers())
     return [name for name, tensor in tensors if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
-
-
-def fsync(path: Path) -> None:
-    """Flush a file's or a folder's entries to the disk."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 def results_entry(result: FinetuneResult, data: LabelledImages, about: dict[str, Any]) -> dict[str, Any]:
@@ -100,16 +91,10 @@ def export_classifier(
         plot_confusion(entry, temporary / CONFUSION_FILE)
         _write_examples(temporary / "examples", base)
         (temporary / "README.md").write_text(str(render_classifier_card(temporary, str(output.resolve()))))
-        for path in sorted(temporary.rglob("*"), reverse=True):
-            fsync(path)
-        fsync(temporary)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    if output.exists():
-        shutil.rmtree(output)
-    temporary.rename(output)
-    fsync(output.parent)
+    replace_folder(temporary, output)
     return output
 
 

@@ -16,9 +16,9 @@ from torch import nn
 from image_processing_visionclip import load_fundus_image
 
 from ..cards import RESULTS_FILE, render_model_card
+from ..shards import replace_folder
 from ..streaming import open_parquet_stream
 from .config import TrainConfig
-from .state_files import fsync
 
 EXAMPLES = {"glaucoma": "is_gc", "diabetic_retinopathy": "dr_grade", "normal": None}
 
@@ -67,16 +67,10 @@ def export_model(trainer, results: dict[str, Any], summary: str) -> Path:
         shutil.rmtree(temporary)
     try:
         _write_model_folder(temporary, trainer, results, summary, final)
-        for path in sorted(temporary.rglob("*"), reverse=True):
-            fsync(path)
-        fsync(temporary)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    if final.exists():
-        shutil.rmtree(final)
-    temporary.rename(final)
-    fsync(output)
+    replace_folder(temporary, final)
     return final
 
 

@@ -19,20 +19,13 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..shards import fsync
+
 READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, RuntimeError, pickle.UnpicklingError)
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be written or read as this run needs it; the message says which and why."""
-
-
-def fsync(path: str | os.PathLike) -> None:
-    """Flush a file's or a folder's entries to the disk."""
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
 
 
 @contextmanager
