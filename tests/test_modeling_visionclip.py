@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from configuration_visionclip import VisionCLIPConfig
 from modeling_visionclip import VisionCLIPModel, clip_loss
+from tests.tiny_towers import TINY_LITE
 from visionclip.presets import load_preset
 
 TINY_VISION = {
@@ -116,21 +117,6 @@ def test_text_pooling_modes(pooling):
         atol=1e-5,
         rtol=1e-5,
     )
-
-
-# EfficientNet-Lite's shape (ReLU6, no squeeze-excitation) at a width and depth that run in milliseconds
-TINY_LITE = {
-    "model_type": "efficientnet",
-    "width_coefficient": 0.25,
-    "depth_coefficient": 0.1,
-    "image_size": 64,
-    "hidden_act": "relu6",
-    "squeeze_expansion_ratio": 1e-9,
-    "batch_norm_momentum": 0.01,
-    "batch_norm_eps": 1e-3,
-    "hidden_dim": 320,  # the head: 1280 at this width
-    "drop_connect_rate": 0.0,
-}
 
 
 @pytest.mark.parametrize(

@@ -3,33 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.hub_user import run_as_hub_user
 from visionclip.hub import HUB_CODE_FILES
 
 TEXTS = ["A fundus photograph of glaucoma.", "A fundus photograph of a normal fundus.", "cataract"]
 LONG_TEMPLATE = "This colour fundus photograph, taken with a wide-field camera, " * 6 + "shows {}."
 
-CHILD = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
+CHILD = """
     import torch
-
-    class NotInstalled(importlib.abc.MetaPathFinder):  # a Hub user has neither the package nor its remote-code modules
-
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"visionclip", *json.loads(sys.argv[6])}:
-                raise ModuleNotFoundError(f"No module named {name!r} (a Hub user's process)")
-            return None
-
-    sys.meta_path.insert(0, NotInstalled())
     from transformers import (AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor, AutoTokenizer, pipeline)
 
     folder, photo, texts, long_template, out = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
@@ -60,33 +46,15 @@ CHILD = textwrap.dedent(
         "pipeline_long": classifier(photo, candidate_labels=labels, hypothesis_template=long_template),
         "zero_shot": tasks,
     }, open(out, "w"))
-    """
-)
+"""
 
 
 @pytest.fixture(scope="module")
 def fresh_process_results(tiny_folder: Path, real_photos, tmp_path_factory) -> dict:
     workdir = tmp_path_factory.mktemp("hub_user")
-    (workdir / "child.py").write_text(CHILD)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(workdir / "hf_home"))
     result_file = workdir / "result.json"
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "child.py",
-            str(tiny_folder),
-            str(real_photos[0]),
-            json.dumps(TEXTS),
-            LONG_TEMPLATE,
-            str(result_file),
-            json.dumps([Path(name).stem for name in HUB_CODE_FILES]),
-        ],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    args = [str(tiny_folder), str(real_photos[0]), json.dumps(TEXTS), LONG_TEMPLATE, str(result_file)]
+    completed = run_as_hub_user(CHILD, args, workdir)
     assert completed.returncode == 0, completed.stderr[-4000:]
     return json.loads(result_file.read_text())
 

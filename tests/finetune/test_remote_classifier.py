@@ -5,32 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.hub_user import run_as_hub_user
 from visionclip.cli.finetune import main
 from visionclip.cli.publish import main as publish
-from visionclip.hub import HUB_CODE_FILES
 
-CHILD = textwrap.dedent(
-    """
-    import importlib.abc, json, sys
+CHILD = """
     import torch
-
-    class NotInstalled(importlib.abc.MetaPathFinder):  # a Hub user has neither the package nor the remote-code modules
-
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in {"visionclip", *json.loads(sys.argv[4])}:
-                raise ModuleNotFoundError(f"No module named {name!r} (a Hub user's process)")
-            return None
-
-    sys.meta_path.insert(0, NotInstalled())
     from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
     folder, images, out = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
@@ -44,8 +29,7 @@ CHILD = textwrap.dedent(
         "probs": probs,
         "pipeline": [{r["label"]: r["score"] for r in classifier(image, top_k=None)} for image in images],
     }, open(out, "w"))
-    """
-)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +48,8 @@ def test_a_fresh_process_reproduces_the_saved_predictions(classifier_folder, lab
     classes = json.loads((classifier_folder / "config.json").read_text())["id2label"].values()
     expected = np.array([[float(row[f"score_{name}"]) for name in classes] for row in rows])
     images = [str(labelled_csv.parent / row["file"]) for row in rows]
-    (tmp_path / "child.py").write_text(CHILD)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"))
-    modules = json.dumps([Path(name).stem for name in HUB_CODE_FILES])
-    args = [sys.executable, "child.py", str(classifier_folder), json.dumps(images), "result.json", modules]
-    done = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    args = [str(classifier_folder), json.dumps(images), "result.json"]
+    done = run_as_hub_user(CHILD, args, tmp_path)
     assert done.returncode == 0, done.stderr[-4000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["model_module"].startswith("transformers_modules.")

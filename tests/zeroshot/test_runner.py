@@ -11,26 +11,12 @@ import torch
 import eval_zeroshot
 from configuration_visionclip import VisionCLIPConfig
 from modeling_visionclip import VisionCLIPModel
+from tests.tiny_towers import TINY_LITE
 from visionclip.factory import build_model
 from visionclip.paths import real_data_dir
 from visionclip.zeroshot.data import EvalItem
 from visionclip.zeroshot.engine import embed_images
 from visionclip.zeroshot.runner import estimate_batch_norm_statistics, random_baseline
-
-# EfficientNet-Lite0's block shape (ReLU6, no squeeze-excitation, its batch-norm settings) at a width and depth that
-# run in milliseconds; freshly initialised, its batch norms' initial statistics already make it constant
-TINY_LITE = {
-    "model_type": "efficientnet",
-    "width_coefficient": 0.25,
-    "depth_coefficient": 0.1,
-    "image_size": 64,
-    "hidden_act": "relu6",
-    "squeeze_expansion_ratio": 1e-9,
-    "batch_norm_momentum": 0.01,
-    "batch_norm_eps": 1e-3,
-    "hidden_dim": 320,
-    "drop_connect_rate": 0.0,
-}
 
 
 @pytest.fixture(scope="module")
