@@ -263,3 +263,17 @@ def test_unusable_eval_results_are_refused_naming_the_file(
     upload.assert_not_called()
     err = capsys.readouterr().err
     assert f"--eval-results {results}" in err and message in err
+
+
+def test_eval_results_keep_every_compared_model_chosen_first_random_last(tmp_path: Path):
+    entry = {"dataset": "hrf", "task": "hrf", "mode": "zero-shot", "split": "test", "labels": [], "source": "x"}
+    names = ["random init (same architecture)", "small-pretrained", "runs/visionclip/model", "runs/previous/model"]
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps([{**entry, "model": name, "metrics": {"auroc": 0.5}} for name in names]))
+    chosen = publish.read_eval_results(results, "runs/visionclip/model")
+    assert [e["model"] for e in chosen] == [
+        "runs/visionclip/model",
+        "small-pretrained",
+        "runs/previous/model",
+        "random init (same architecture)",
+    ]

@@ -125,7 +125,8 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
     if real:
         evaluation.append(
             "Real external photographs (`eval_zeroshot.py`; 95% bootstrap confidence intervals in "
-            "brackets; the random-init row is the same architecture untrained):\n\n" + markdown_table(real)
+            "brackets; other rows, where present, are the models it was compared with, and the random-init row is the "
+            "same architecture untrained):\n\n" + markdown_table(real)
         )
     if synthetic:
         evaluation.append(

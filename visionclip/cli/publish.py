@@ -132,8 +132,9 @@ def check_folder(folder: Path) -> Selection:
 
 
 def read_eval_results(path: Path, model_name: str | None) -> list[dict[str, Any]]:
-    """The entries of `eval_zeroshot.py`'s results.json for one model (default: the first) and the random
-    baseline, that model first; `ValueError` naming the file when it is not such a file."""
+    """The entries of `eval_zeroshot.py`'s results.json: the published model's (default: the first model's) first,
+    then the models it was compared with (`--compare`), the random baseline last; `ValueError` naming the file when
+    it is not such a file."""
     where = f"--eval-results {path}"
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))
@@ -147,10 +148,9 @@ def read_eval_results(path: Path, model_name: str | None) -> list[dict[str, Any]
         if any(key not in entry for key in RESULT_KEYS) or not isinstance(entry["metrics"], dict):
             raise ValueError(f"{where}: entry {number} lacks one of {list(RESULT_KEYS)} (metrics an object)")
     model = model_name or entries[0]["model"]
-    chosen = [e for e in entries if e["model"] in (model, RANDOM_BASELINE)]
-    if not any(e["model"] == model for e in chosen):
+    if not any(e["model"] == model for e in entries):
         raise ValueError(f"{where} has no results for model {model!r}")
-    return sorted(chosen, key=lambda e: e["model"] != model)
+    return sorted(entries, key=lambda e: (e["model"] != model, e["model"] == RANDOM_BASELINE))
 
 
 def stage(
