@@ -7,11 +7,13 @@ left out, so a folder that gathered more than the model cannot leak it.
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import shutil
+from pathlib import Path, PurePosixPath
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .cards import RESULTS_FILE
+from .resources import ENDPOINT_HANDLER, data_path
 
 # The remote code `trust_remote_code` loads: the repository root's model files, saved beside the weights.
 HUB_CODE_FILES = (
@@ -32,6 +34,8 @@ PROCESSOR_FILES = (
     "vocab.json",
     "merges.txt",
 )
+# The Inference Endpoints handler (package data `endpoint/handler.py`): a base model folder carries it
+ENDPOINT_HANDLER_FILE = "handler.py"
 CARD_FILE = "README.md"
 EXAMPLE_FILES = ("examples/*.png", "examples/*.jpg", "examples/*.jpeg")
 TRAINING_CONFIG_FILE = "training_config.yaml"
@@ -41,6 +45,7 @@ HUB_FILE_PATTERNS = (
     *HUB_CODE_FILES,
     *WEIGHT_FILES,
     *PROCESSOR_FILES,
+    ENDPOINT_HANDLER_FILE,
     CARD_FILE,
     *EXAMPLE_FILES,
     RESULTS_FILE,
@@ -69,6 +74,11 @@ def why_left_out(relative_path: str) -> str | None:
     if name.startswith("."):
         return "hidden file (may hold secrets)"
     return "not a Hub model file"
+
+
+def add_endpoint_handler(folder: Path) -> None:
+    """Write the Inference Endpoints handler (`handler.py`) into a base VisionCLIP model folder."""
+    shutil.copyfile(data_path(ENDPOINT_HANDLER), Path(folder) / ENDPOINT_HANDLER_FILE)
 
 
 def repo_id_problem(repo_id: str) -> str | None:

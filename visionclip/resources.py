@@ -1,6 +1,6 @@
 """The package data under `visionclip/data/` (presets, evaluation tasks, the knowledge base, the card templates, the
-`evaluate` metric module), read through `importlib.resources` so an installed copy finds it wherever it is
-installed. Nothing in the package reads a path relative to the repository.
+`evaluate` metric module, the Inference Endpoints handler), read through `importlib.resources` so an installed copy
+finds it wherever it is installed. Nothing in the package reads a path relative to the repository.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ KNOWLEDGE_BASE = "knowledge_base.yaml"
 MODEL_CARD_TEMPLATE = "model_card.md"
 DATASET_CARD_TEMPLATE = "dataset_card.md"
 FUNDUS_METRIC = "metrics/fundus_classification"
+ENDPOINT_HANDLER = "endpoint/handler.py"
 
 # Data reached through a non-filesystem loader (a zip) is extracted once and kept until the process exits.
 _extracted = contextlib.ExitStack()

@@ -31,7 +31,14 @@ from huggingface_hub import HfApi
 
 from ..cards import RESULTS_FILE, render_model_card
 from ..finetune.export import is_classifier_folder, render_classifier_card
-from ..hub import HUB_CODE_FILES, HUB_FOLDERS, repo_id_problem, why_left_out
+from ..hub import (
+    ENDPOINT_HANDLER_FILE,
+    HUB_CODE_FILES,
+    HUB_FOLDERS,
+    add_endpoint_handler,
+    repo_id_problem,
+    why_left_out,
+)
 
 REQUIRED = ("config.json", "model.safetensors", *HUB_CODE_FILES, "processor_config.json", "tokenizer.json")
 CLASSIFIER_REQUIRED = ("config.json", "model.safetensors", *HUB_CODE_FILES, "preprocessor_config.json")
@@ -49,6 +56,10 @@ for task in model.zero_shot_tasks:
 scores = pipeline("zero-shot-image-classification", model=folder, trust_remote_code=True)(
     example, candidate_labels=["glaucoma", "a normal fundus"])
 assert abs(sum(s["score"] for s in scores) - 1) < 1e-4, scores
+sys.path.insert(0, folder)  # the Inference Endpoints toolkit's way of loading handler.py
+from handler import EndpointHandler
+answer = EndpointHandler(folder)({"inputs": open(example, "rb").read(), "parameters": {"candidate_labels": ["glaucoma", "a normal fundus"]}})
+assert "error" not in answer, answer
 print("ok")
 """
 
@@ -166,6 +177,8 @@ def stage(
             raise ValueError("--eval-results is for a base model: a classifier folder carries its own results")
         (staging / "README.md").write_text(str(render_classifier_card(staging, repo_id)))
         return
+    if not (staging / ENDPOINT_HANDLER_FILE).is_file():  # a folder trained before the handler existed
+        add_endpoint_handler(staging)
     if real_results is not None:
         results_file = staging / RESULTS_FILE
         results = json.loads(results_file.read_text()) if results_file.is_file() else {}

@@ -16,6 +16,7 @@ from torch import nn
 from image_processing_visionclip import load_fundus_image
 
 from ..cards import RESULTS_FILE, render_model_card
+from ..hub import add_endpoint_handler
 from ..shards import replace_folder
 from ..streaming import open_parquet_stream
 from .config import TrainConfig
@@ -79,6 +80,7 @@ def _write_model_folder(folder: Path, trainer, results: dict[str, Any], summary:
     model, processor = trainer.unwrapped, trainer.processor
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    add_endpoint_handler(folder)
     (folder / "training_config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     (folder / RESULTS_FILE).write_text(
         json.dumps({"training_summary": summary, "held_out_synthetic": results}, indent=2)
