@@ -16,7 +16,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from visionclip.cli import publish
-from visionclip.hub import HUB_CODE_FILES, PICKLE_SUFFIXES
+from visionclip.hub import ENDPOINT_HANDLER_FILE, HUB_CODE_FILES, PICKLE_SUFFIXES
 
 REQUIRED_UPLOAD = {
     "model.safetensors",
@@ -25,6 +25,7 @@ REQUIRED_UPLOAD = {
     "processor_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
+    ENDPOINT_HANDLER_FILE,  # added to a folder that lacks it
     "README.md",
     "eval_results.json",
     "training_config.yaml",
