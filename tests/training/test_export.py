@@ -1,4 +1,4 @@
-"""The exported model folder is swapped in whole or not at all."""
+"""The exported model folder is swapped in whole or not at all, and carries the Inference Endpoints handler."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from visionclip.hub import ENDPOINT_HANDLER_FILE
+from visionclip.resources import ENDPOINT_HANDLER, data_path
 from visionclip.training.export import export_model
+
+
+def test_the_model_folder_carries_the_endpoint_handler(trained_copy: Path):
+    written = trained_copy / "model" / ENDPOINT_HANDLER_FILE
+    assert written.read_bytes() == data_path(ENDPOINT_HANDLER).read_bytes()
 
 
 def test_a_failed_export_leaves_the_previous_model_and_no_partial_folder(
