@@ -5,14 +5,17 @@ the zero-shot-image-classification pipeline's for the same inputs; bad payloads 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from tests.hub_user import run_as_hub_user
+from tests.test_architecture import REMOTE_CODE_THIRD_PARTY, imported_names
 from visionclip.factory import build_model
-from visionclip.hub import ENDPOINT_HANDLER_FILE, add_endpoint_handler
+from visionclip.hub import ENDPOINT_HANDLER_FILE, HUB_CODE_FILES, add_endpoint_handler
+from visionclip.resources import ENDPOINT_HANDLER, data_path
 
 LABELS = ["glaucoma", "a normal fundus", "diabetic retinopathy"]
 TEMPLATE = "A retinal photograph showing {}."
@@ -131,6 +134,12 @@ def assert_same_ranking(found: list[dict], expected: list[dict]) -> None:
 
 def test_the_handler_file_is_written_into_the_model_folder(varied_tiny_folder: Path):
     assert (varied_tiny_folder / ENDPOINT_HANDLER_FILE).is_file()
+
+
+def test_the_handler_imports_only_what_a_hub_model_folder_has():
+    allowed = REMOTE_CODE_THIRD_PARTY | {Path(name).stem for name in HUB_CODE_FILES} | set(sys.stdlib_module_names)
+    tops = {name.split(".")[0] for name in imported_names("handler", data_path(ENDPOINT_HANDLER)) if name}
+    assert tops <= allowed | {"__future__"}, sorted(tops - allowed)
 
 
 @pytest.mark.parametrize("form", ["handler_base64", "handler_data_uri", "handler_bytes", "handler_pil"])
