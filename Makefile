@@ -4,22 +4,31 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench
+.PHONY: setup browser demo space test lint bench
 
 $(BIN)/.installed: pyproject.toml requirements-towers.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,space]"
 	$(BIN)/pip install --quiet --no-deps -r requirements-towers.txt
 	touch $@
 
 setup: $(BIN)/.installed
 
+# Debian's headless Chromium and its driver, for the Space's browser test (installed only when missing; needs root)
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+			chromium chromium-driver; }
+
 demo: setup
 	$(BIN)/accelerate launch train.py
 
-test: setup
+space: setup
+	PYTHONPATH=. $(BIN)/python space/app.py
+
+test: setup browser
 	HF_HUB_OFFLINE=1 $(BIN)/ruff check .
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 

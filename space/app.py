@@ -15,6 +15,7 @@ import gradio as gr
 from fundus_demo import DemoError, FundusDemo, model_source
 
 EXAMPLES = Path(__file__).resolve().parent / "examples"
+DEFAULT_TASK = "diagnosis"  # healthy / diabetic retinopathy / glaucoma
 EXAMPLE_TASKS = {"glaucoma": "glaucoma", "diabetic_retinopathy": "dr_grading", "normal": "normal_vs_abnormal"}
 INTRO = """# VisionCLIP: zero-shot reading of colour fundus photographs
 Upload a colour fundus photograph (or pick a synthetic example), choose a recommended task or type your own class
@@ -50,7 +51,8 @@ def build_app(demo: FundusDemo) -> gr.Blocks:
         with gr.Row():
             with gr.Column():
                 photo = gr.File(label="Fundus photograph", type="filepath", elem_id="photo")
-                task = gr.Dropdown(demo.tasks, value=demo.tasks[0], label="Recommended task", elem_id="task")
+                default = DEFAULT_TASK if DEFAULT_TASK in demo.tasks else demo.tasks[0]
+                task = gr.Dropdown(demo.tasks, value=default, label="Recommended task", elem_id="task")
                 class_names = gr.Textbox(
                     label="Or your own class names, comma-separated (used instead of the task)",
                     placeholder="cataract, a normal fundus",
@@ -63,8 +65,10 @@ def build_app(demo: FundusDemo) -> gr.Blocks:
                 probabilities = gr.Label(label="Class probabilities", elem_id="probabilities")
                 summary = gr.Markdown(elem_id="summary")
                 heatmap_class = gr.Dropdown(label="Heatmap for class", elem_id="heatmap-class")
-                heatmap = gr.Image(label="Where the model looks", type="pil", elem_id="heatmap")
-                crop = gr.Image(label="Field-of-view crop the model used", type="pil", elem_id="crop")
+                gr.Markdown("**Where the model looks** (the chosen class's similarity map over the field of view)")
+                heatmap = gr.Image(show_label=False, type="pil", format="png", elem_id="heatmap")
+                gr.Markdown("**The field-of-view crop the model used**")
+                crop = gr.Image(show_label=False, type="pil", elem_id="crop")
         overlays = gr.State({})
         run.click(
             classify,
