@@ -16,7 +16,6 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 SCREENSHOT_ENV = "VISIONCLIP_SPACE_SCREENSHOT"
 WAIT = 300  # seconds; generous, only so that a page that never updates fails instead of blocking the suite
-BROWSERS = ("chromium", "chromedriver")
 
 
 def _installed(name: str) -> str:
@@ -42,6 +41,16 @@ def _loaded_image(driver, element_id: str) -> bool:
     return driver.execute_script(script, element_id)
 
 
+def _opened_class_list(driver) -> list:
+    """The options of "Heatmap for class", clicking it open (again, if a page update closed it)."""
+    options = [
+        option for option in driver.find_elements(By.CSS_SELECTOR, "#heatmap-class li") if option.is_displayed()
+    ]
+    if not options:
+        driver.find_element(By.CSS_SELECTOR, "#heatmap-class input").click()
+    return options
+
+
 def test_a_person_uploads_a_real_photograph_and_sees_probabilities_and_heatmap(
     browser, space_url: str, real_photo: Path, tmp_path: Path
 ):
@@ -55,7 +64,7 @@ def test_a_person_uploads_a_real_photograph_and_sees_probabilities_and_heatmap(
     wait.until(lambda d: "%" in d.find_element(By.ID, "probabilities").text)
     wait.until(lambda d: _loaded_image(d, "heatmap") and _loaded_image(d, "crop"))
     probabilities = browser.find_element(By.ID, "probabilities").text
-    # the default task is the model's first recommended one; every class shows with a percentage
+    # the summary names the most likely class, which the probabilities list with a percentage
     summary = browser.find_element(By.ID, "summary").text
     assert "most likely" in summary and "field of view" in summary, summary
     top = summary.split("most likely")[1].split(";")[0].strip()
@@ -67,3 +76,11 @@ def test_a_person_uploads_a_real_photograph_and_sees_probabilities_and_heatmap(
     screenshot.parent.mkdir(parents=True, exist_ok=True)
     browser.find_element(By.TAG_NAME, "body").screenshot(str(screenshot))
     assert screenshot.stat().st_size > 10_000
+
+    # choosing another class in "Heatmap for class" swaps the heatmap for that class's
+    first = heatmap.get_attribute("src")
+    options = wait.until(_opened_class_list)
+    other = next(option for option in options if option.text.strip() and top not in option.text)
+    other.click()
+    wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#heatmap img").get_attribute("src") != first)
+    wait.until(lambda d: _loaded_image(d, "heatmap"))
