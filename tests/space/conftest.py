@@ -43,8 +43,14 @@ def space_url(tiny_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> It
     """The URL of the running app; its output goes to a log file that a failure shows."""
     model = os.environ.get(TEST_MODEL_ENV) or str(tiny_folder)
     port = _free_port()
-    log_path = tmp_path_factory.mktemp("space") / "app.log"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(SPACE)]), GRADIO_ANALYTICS_ENABLED="False")
+    folder = tmp_path_factory.mktemp("space")
+    log_path = folder / "app.log"
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT), str(SPACE)]),
+        GRADIO_ANALYTICS_ENABLED="False",
+        GRADIO_TEMP_DIR=str(folder / "gradio"),  # uploads and outputs, not the machine's /tmp/gradio
+    )
     command = [sys.executable, str(SPACE / "app.py"), "--model", model, "--host", "127.0.0.1", "--port", str(port)]
     with open(log_path, "wb") as log:
         app = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
