@@ -4,10 +4,6 @@ and padded inputs, for every supported tower, and from a saved folder in a fresh
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +16,7 @@ from configuration_visionclip import VisionCLIPConfig
 from image_processing_visionclip import VisionCLIPImageProcessor, find_field_of_view
 from modeling_visionclip import VisionCLIPModel
 from processing_visionclip import VisionCLIPProcessor
+from tests.hub_user import run_as_hub_user
 
 CANVAS = 64
 STRIDE = 4  # the hand-built tower: a stride-2 convolution and a stride-2 max-pool
@@ -254,9 +251,7 @@ def test_bad_arguments_are_refused_with_the_reason(tiny_model_and_processor):
         model.explain([image], older, text="glaucoma")
 
 
-CHILD = textwrap.dedent(
-    """
-    import json, sys
+HUB_USER_CHILD = """
     import numpy as np
     from transformers import AutoModel, AutoProcessor
 
@@ -267,42 +262,38 @@ CHILD = textwrap.dedent(
     for method in ("similarity", "gradcam"):
         result = model.explain(photos, processor, task="glaucoma", method=method)
         results[method] = {
-            "module": type(model).__module__,
+            "model_module": type(model).__module__,
+            "explain_module": type(model).explain.__module__,
             "shapes": [list(h.shape) for h in result.heatmaps],
             "sums": [float(np.nansum(h)) for h in result.heatmaps],
             "logits": result.logits.tolist(),
         }
     json.dump(results, open(out, "w"))
-    """
-)
+"""
 
 
-def test_explain_works_from_a_saved_folder_in_a_fresh_process(
+def test_explain_works_from_a_saved_folder_in_a_hub_users_process_on_mixed_sizes(
     tiny_folder, tiny_model_and_processor, real_photos, tmp_path: Path
 ):
     photo = Image.open(real_photos[0]).convert("RGB")
     cut = tmp_path / "cut.png"
     photo.crop((0, 40, photo.width * 2 // 3, photo.height)).save(cut)  # another size, a cut field
-    photos = [str(real_photos[0]), str(cut)]
-    (tmp_path / "child.py").write_text(CHILD)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    completed = subprocess.run(
-        [sys.executable, "child.py", str(tiny_folder), str(tmp_path / "out.json"), *photos],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    portrait = tmp_path / "portrait.png"
+    fundus_with_dot(*CASES[1]).save(portrait)
+    photos = [str(real_photos[0]), str(cut), str(portrait)]
+    completed = run_as_hub_user(HUB_USER_CHILD, [str(tiny_folder), str(tmp_path / "out.json"), *photos], tmp_path)
     assert completed.returncode == 0, completed.stderr[-4000:]
     child = json.loads((tmp_path / "out.json").read_text())
 
     model, processor = tiny_model_and_processor
     for method, seen in child.items():
-        assert seen["module"].startswith("transformers_modules.")
+        assert seen["model_module"].startswith("transformers_modules.")
+        # the explain code is its own remote-code file, which the saved folder carries
+        assert seen["explain_module"].startswith("transformers_modules.")
+        assert seen["explain_module"].endswith(".explaining_visionclip")
         expected = model.explain(photos, processor, task="glaucoma", method=method)
         assert seen["shapes"] == [list(h.shape) for h in expected.heatmaps]
-        assert seen["shapes"][0] != seen["shapes"][1]
+        assert len({tuple(shape) for shape in seen["shapes"]}) == len(photos)
         np.testing.assert_allclose(seen["sums"], [np.nansum(h) for h in expected.heatmaps], rtol=1e-4)
         np.testing.assert_allclose(seen["logits"], expected.logits.tolist(), rtol=1e-4, atol=1e-5)
 

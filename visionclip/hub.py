@@ -19,6 +19,7 @@ from .resources import ENDPOINT_HANDLER, data_path
 HUB_CODE_FILES = (
     "configuration_visionclip.py",
     "modeling_visionclip.py",
+    "explaining_visionclip.py",
     "image_processing_visionclip.py",
     "processing_visionclip.py",
 )
