@@ -8,7 +8,9 @@ initialised model's maps (`zeroshot.runner.random_baseline`, batch-norm statisti
 `visionclip/explain/measure.py`). Then images per second of `explain` (each method) and of the plain zero-shot
 forward on the same images, in the same run.
 
-    python bench/bench_explain.py --model runs/visionclip/model [--images 600] [--json out.json]
+`--upscale 2` makes every map (the random model's too) from the image enlarged twice: a grid twice as fine.
+
+    python bench/bench_explain.py --model runs/visionclip/model [--images 600] [--upscale 2] [--json out.json]
 """
 
 from __future__ import annotations
@@ -43,15 +45,16 @@ COLUMNS = (
 REPEATS = 3
 
 
-def throughput(model, processor, images: list[bytes], batch_size: int) -> dict[str, float]:
+def throughput(model, processor, images: list[bytes], batch_size: int, upscale: int = 1) -> dict[str, float]:
     """Images per second of the zero-shot forward and of `explain` with each method, on the same images: the
     median of `REPEATS` interleaved rounds after a warm-up round."""
     task = next(iter(model.zero_shot_tasks), None)
     kwargs = {"task": task} if task else {"class_names": ["glaucoma", "a normal fundus"]}
     runs = {"zero_shot": lambda: model.zero_shot(images, processor, batch_size=batch_size, **kwargs)}
+    options = {"upscale": upscale} if upscale != 1 else {}
     for method in ("similarity", "cam", "gradcam"):
         runs[method] = lambda method=method: model.explain(
-            images, processor, method=method, batch_size=batch_size, **kwargs
+            images, processor, method=method, batch_size=batch_size, **kwargs, **options
         )
     seconds = {name: [] for name in runs}
     for round_ in range(REPEATS + 1):
@@ -87,11 +90,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--speed-images", type=int, default=64, help="images for the throughput runs (0: none)")
     parser.add_argument("--mixed-precision", choices=PRECISIONS, default="auto")
+    parser.add_argument(
+        "--upscale", type=int, default=1, help="maps from the processed image enlarged this many times (explain's)"
+    )
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    model, processor = load_explainable(args.model)
+    model, processor = load_explainable(args.model, options=["upscale"] if args.upscale != 1 else [])
     baseline = random_baseline(model, seed=0)
     device = next(model.parameters()).device
     precision = resolve_precision(args.mixed_precision, device)
@@ -99,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     tolerance = round(args.tolerance * args.image_size)
     print(
         f"model {args.model}; {args.images} held-out generated images at {args.image_size} px; "
-        f"pointing tolerance {tolerance} px"
+        f"pointing tolerance {tolerance} px; maps from the image enlarged {args.upscale}x"
     )
     cases = list(generated_cases(args.images, args.image_size))
     # the project's random baseline: batch-norm statistics re-estimated on these images (no labels used)
@@ -107,10 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     estimate_batch_norm_statistics(baseline, processor.image_processor, items, args.batch_size)
     with inference_autocast(precision.mixed_precision, device):
         per_finding, per_lesion = measure(
-            model, baseline, processor, cases, finding_questions(), tolerance, args.batch_size
+            model, baseline, processor, cases, finding_questions(), tolerance, args.batch_size, args.upscale
         )
         speed = (
-            throughput(model, processor, [case.image for case in cases[: args.speed_images]], args.batch_size)
+            throughput(
+                model, processor, [case.image for case in cases[: args.speed_images]], args.batch_size, args.upscale
+            )
             if args.speed_images
             else {}
         )
@@ -144,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             "images": args.images,
             "image_size": args.image_size,
             "tolerance_px": tolerance,
+            "upscale": args.upscale,
             "precision": precision.mixed_precision,
             "per_finding": per_finding,
             "per_lesion": per_lesion,

@@ -121,6 +121,22 @@ def test_similarity_map_is_the_known_cosine_at_native_stride(tiny_model_and_proc
         torch.testing.assert_close(torch.from_numpy(heatmap), upsampled[0, 0])
 
 
+def test_upscale_makes_the_known_map_of_the_enlarged_image_and_keeps_the_scores(tiny_model_and_processor):
+    model, processor = hand_built_model(), hand_built_processor(tiny_model_and_processor)
+    image = fundus_with_dot((CANVAS, CANVAS), (0, 0, CANVAS, CANVAS), (40, 20))
+    pixel_values = torch.from_numpy(processor.image_processor.to_pixel_values([image]))
+
+    native = model.explain(pixel_values, processor, text=[DOT, BACKGROUND], method="cam")
+    finer = model.explain(pixel_values, processor, text=[DOT, BACKGROUND], method="cam", upscale=2)
+
+    assert finer.map_size == (2 * CANVAS // STRIDE, 2 * CANVAS // STRIDE)
+    enlarged = torch.nn.functional.interpolate(pixel_values, scale_factor=2, mode="bilinear", align_corners=False)
+    blue = native_blue_feature(enlarged)
+    expected = torch.nn.functional.interpolate(blue[:, None], size=(CANVAS, CANVAS), mode="bilinear")[0, 0]
+    torch.testing.assert_close(torch.from_numpy(finer.heatmaps[0][finer.class_names.index(DOT)]), expected)
+    torch.testing.assert_close(finer.logits, native.logits)  # scores from the processed image as it is
+
+
 def blob_centre(heatmap: np.ndarray) -> np.ndarray:
     """`(x, y)` centroid of the pixels at or above half the map's maximum."""
     return np.argwhere(heatmap >= 0.5 * np.nanmax(heatmap)).mean(axis=0)[::-1]
@@ -220,6 +236,19 @@ def test_every_supported_tower_gives_finite_maps_and_zero_shot_logits(tiny_model
         assert result.map_size == (CANVAS // 16, CANVAS // 16)
 
 
+@pytest.mark.parametrize("tower", sorted(TOWERS))
+def test_upscale_works_for_every_supported_tower(tiny_model_and_processor, tower):
+    model, processor = tower_model(TOWERS[tower]), hand_built_processor(tiny_model_and_processor)
+    image = fundus_with_dot(*CASES[0])
+    names = ["glaucoma", "a normal fundus"]
+    native = model.explain([image], processor, class_names=names)
+    finer = model.explain([image], processor, class_names=names, upscale=2)
+    assert finer.map_size == (2 * native.map_size[0], 2 * native.map_size[1])
+    assert finer.heatmaps[0].shape == native.heatmaps[0].shape
+    assert np.isfinite(finer.heatmaps[0][:, np.isfinite(native.heatmaps[0][0])]).all()
+    torch.testing.assert_close(finer.logits, native.logits, atol=1e-5, rtol=1e-5)
+
+
 def test_a_tower_it_cannot_explain_is_named(tiny_model_and_processor):
     swin = {"model_type": "swin", "image_size": 64, "embed_dim": 8, "depths": [1], "num_heads": [1], "patch_size": 4}
     model, processor = tower_model(swin), hand_built_processor(tiny_model_and_processor)
@@ -249,6 +278,9 @@ def test_bad_arguments_are_refused_with_the_reason(tiny_model_and_processor):
     older = SimpleNamespace(tokenizer=processor.tokenizer, image_processor=object())
     with pytest.raises(ValueError, match="predates it"):
         model.explain([image], older, text="glaucoma")
+    for upscale in (0, 1.5, True, 9):
+        with pytest.raises(ValueError, match="upscale must be an integer"):
+            model.explain([image], processor, text="glaucoma", upscale=upscale)
 
 
 HUB_USER_CHILD = """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from visionclip.explain.measure import MAP_KINDS, finding_questions, generated_cases, measure, shows
+from visionclip.explain.measure import MAP_KINDS, explained_maps, finding_questions, generated_cases, measure, shows
 from visionclip.zeroshot.runner import random_baseline
 
 
@@ -37,3 +37,16 @@ def test_measure_scores_every_map_kind_on_the_images_that_show_each_finding(tiny
         assert 0 < row["area"] < 1 and all(0 <= row[kind]["pointing"] <= 1 for kind in MAP_KINDS)
     assert per_lesion and all("/" in tag for tag in per_lesion)
     assert np.isfinite([row["pixel_auroc"] or 0 for rows in per_lesion.values() for row in rows.values()]).all()
+
+
+def test_explained_maps_from_an_enlarged_image_cover_the_image_as_the_native_ones(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    cases = list(generated_cases(2, image_size=96))
+    question = finding_questions()[0]
+    images = [case.image for case in cases]
+    native = explained_maps(model, random_baseline(model), processor, images, question.prompts)
+    finer = explained_maps(model, random_baseline(model), processor, images, question.prompts, upscale=2)
+    assert set(finer) == set(native) == set(MAP_KINDS) - {"centre_bias"}
+    for kind in native:
+        assert [m.shape for m in finer[kind]] == [m.shape for m in native[kind]] == [(96, 96)] * 2
+        assert not np.allclose(np.nan_to_num(finer[kind][0]), np.nan_to_num(native[kind][0]))

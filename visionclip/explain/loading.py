@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from pathlib import Path
 
 from transformers import AutoTokenizer
@@ -13,20 +15,24 @@ from processing_visionclip import VisionCLIPProcessor
 from ..factory import load_model, source_kind
 
 
-def can_explain(model, processor) -> bool:
-    """Whether this model's code has `explain` and its image processor reports the geometry explain needs."""
-    return hasattr(model, "explain") and hasattr(processor.image_processor, "prepare_image_with_geometry")
+def can_explain(model, processor, options: Sequence[str] = ()) -> bool:
+    """Whether this model's code has `explain`, taking the keyword `options` (e.g. `"upscale"`), and its image
+    processor reports the geometry explain needs."""
+    if not hasattr(model, "explain") or not hasattr(processor.image_processor, "prepare_image_with_geometry"):
+        return False
+    return set(options) <= set(inspect.signature(model.explain).parameters)
 
 
-def load_explainable(source: str | Path) -> tuple[VisionCLIPModel, VisionCLIPProcessor]:
-    """`load_model(source)`; a saved folder whose remote code predates `explain` is loaded with this checkout's
-    classes instead (same weights and settings), with a note."""
+def load_explainable(source: str | Path, options: Sequence[str] = ()) -> tuple[VisionCLIPModel, VisionCLIPProcessor]:
+    """`load_model(source)`; a saved folder whose remote code predates `explain` (or its keyword `options`) is
+    loaded with this checkout's classes instead (same weights and settings), with a note."""
     model, processor = load_model(source)
-    if can_explain(model, processor):
+    if can_explain(model, processor, options):
         return model, processor
     if source_kind(source) not in ("folder", "hub"):
-        raise ValueError(f"{source}: this model's code has no explain()")
-    print(f"note: {source}'s saved code predates explain(); loading its weights with this checkout's model code")
+        raise ValueError(f"{source}: this model's code has no explain({', '.join(options)})")
+    wanted = f"explain({', '.join(options)})" if options else "explain()"
+    print(f"note: {source}'s saved code predates {wanted}; loading its weights with this checkout's model code")
     model = VisionCLIPModel.from_pretrained(str(source)).eval()
     image_processor = VisionCLIPImageProcessor.from_pretrained(str(source))
     tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=True)

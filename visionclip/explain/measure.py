@@ -84,18 +84,21 @@ def shows(case: Case, column: str) -> bool:
     return int(case.record.get(column) or 0) >= 1 and column in case.masks
 
 
-def explained_maps(model, baseline, processor, images: list[bytes], prompts: dict[str, list[str]]) -> dict:
-    """`{kind: [map per image]}` for every model-made kind of `MAP_KINDS`."""
+def explained_maps(
+    model, baseline, processor, images: list[bytes], prompts: dict[str, list[str]], upscale: int = 1
+) -> dict:
+    """`{kind: [map per image]}` for every model-made kind of `MAP_KINDS` (`upscale`: see `explain`)."""
     present_only = {PRESENT: prompts[PRESENT]}
+    options = {"upscale": upscale} if upscale != 1 else {}
     maps = {}
     for name, source in (("", model), ("random_", baseline)):
-        similarity = source.explain(images, processor, text=prompts, method="similarity").heatmaps
+        similarity = source.explain(images, processor, text=prompts, method="similarity", **options).heatmaps
         maps[f"{name}similarity"] = [h[1] for h in similarity]
         if not name:
             maps["contrast"] = [h[1] - h[0] for h in similarity]
-        cam = source.explain(images, processor, text=present_only, method="cam").heatmaps
+        cam = source.explain(images, processor, text=present_only, method="cam", **options).heatmaps
         maps[f"{name}cam"] = [h[0] for h in cam]
-        gradcam = source.explain(images, processor, text=present_only, method="gradcam").heatmaps
+        gradcam = source.explain(images, processor, text=present_only, method="gradcam", **options).heatmaps
         maps[f"{name}gradcam"] = [h[0] for h in gradcam]
     return maps
 
@@ -108,6 +111,7 @@ def measure(
     questions: list[FindingQuestion],
     tolerance: int,
     batch_size: int = 32,
+    upscale: int = 1,
 ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, dict]]]:
     """`(per_finding, per_lesion)`: `{finding or lesion tag: {map kind: Tally.summary()}}` plus the finding's
     mean mask share of the field under `"area"`."""
@@ -118,7 +122,8 @@ def measure(
         chosen = [case for case in cases if shows(case, question.column)]
         for start in range(0, len(chosen), batch_size):
             batch = chosen[start : start + batch_size]
-            maps = explained_maps(model, baseline, processor, [case.image for case in batch], question.prompts)
+            images = [case.image for case in batch]
+            maps = explained_maps(model, baseline, processor, images, question.prompts, upscale)
             maps["centre_bias"] = [centre_bias_map(case.field_mask) for case in batch]
             for index, case in enumerate(batch):
                 mask = case.masks[question.column]
