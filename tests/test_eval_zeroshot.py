@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 
 import eval_zeroshot
 from visionclip.cards import render_model_card
 from visionclip.paths import real_data_dir
+from visionclip.zeroshot.tasks import load_task
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +199,52 @@ def test_split_datasets_say_which_split_was_scored(report):
     assert described[("hrf", "zero-shot")] == "split 'test'"
     assert described[("hrf", "few-shot")] == "split 'test'; the probe trains on split 'fewshot'"
     assert described[("hrf", "cross-validated")] == "all images, each fold scored by a probe trained on the others"
+
+
+# ------------------------------------------------------------------------------------------ --explain OUT_DIR
+def test_explain_writes_overlays_of_a_few_images_per_class_for_the_predicted_and_true_class(
+    tiny_folder, tiny_model_and_processor, tmp_path, capsys
+):
+    labels_csv = csv_without_split(tmp_path)
+    out, overlays = tmp_path / "out", tmp_path / "overlays" / "new"
+    argv = ["--model", str(tiny_folder), "--dataset", f"hrf:{labels_csv}", "--output-dir", str(out)]
+    argv += ["--bootstrap", "0", "--no-random-baseline", "--num-workers", "0", "--modes", "zero-shot"]
+    argv += ["--explain", str(overlays), "--explain-per-class", "2", "--explain-method", "gradcam"]
+    argv += ["--mixed-precision", "no"]  # an untrained model's near-ties: compared with fp32 predictions below
+    assert eval_zeroshot.main(argv) == 0
+
+    written = sorted(path.name for path in (overlays / "hrf").iterdir())
+    assert f"hrf: {len(written)} gradcam overlays written to {overlays}" in capsys.readouterr().out
+    # the first two images of each class, in the CSV's order: 0 and 3 are healthy, 1 and 4 DR, 2 and 5 glaucoma
+    model, processor = tiny_model_and_processor
+    task = load_task("hrf")
+    classifier = model.zero_shot_classifier(task.class_prompts(), processor.tokenizer)
+    expected = set()
+    for index in range(6):
+        photo = tmp_path / "images" / f"{index}.png"
+        with torch.no_grad():
+            embedding = model.encode_image(processor.image_processor([photo], return_tensors="pt")["pixel_values"])
+        predicted, true = task.labels[int((embedding @ classifier.t()).argmax())], HRF_LABELS[index % 3]
+        slug = {label: label.replace("_", "-") for label in HRF_LABELS}
+        expected |= {f"{slug[true]}__{index}__{slug[shown]}.png" for shown in (predicted, true)}
+    assert set(written) == expected
+    assert all(Image.open(overlays / "hrf" / name).size == (96, 96) for name in written)
+
+
+@pytest.mark.parametrize(
+    ("make_path", "message"),
+    [
+        (lambda root: root / "a_file.png", "exists and is not a folder"),
+        (lambda root: root / "a_file.png" / "overlays", "cannot make the folder"),
+    ],
+    ids=["a-file", "under-a-file"],
+)
+def test_explain_to_a_path_that_cannot_be_a_folder_fails_before_evaluating(
+    tiny_folder, tmp_path, capsys, make_path, message
+):
+    (tmp_path / "a_file.png").write_bytes(b"not a folder")
+    argv = ["--model", str(tiny_folder), "--explain", str(make_path(tmp_path)), "--output-dir", str(tmp_path / "o")]
+    with pytest.raises(SystemExit):
+        eval_zeroshot.main(argv)
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()  # nothing was evaluated

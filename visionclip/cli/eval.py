@@ -12,7 +12,9 @@ or Hub id, or `synthetic` (held-out images from the generator). A dataset withou
 whole: zero-shot scores every image, few-shot probes train on --shots images per class and score the rest. Each
 model is compared with a randomly initialised model of the same architecture (random features: its batch norms'
 statistics are estimated on each set's images, not its labels). Writes results.json, results.md, model_index.json and
-PNG plots to --output-dir.
+PNG plots to --output-dir. `--explain OUT_DIR` also writes heatmap overlays (PNG) of --explain-per-class images of
+each class of each set (from the split zero-shot scores), for the class the model predicts and, where it is wrong,
+the true class, with the evaluation's prompt ensembles: `OUT_DIR/<task>/<true>__<image>__<class>.png`.
 """
 
 from __future__ import annotations
@@ -24,9 +26,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from explaining_visionclip import EXPLAIN_METHODS
+
+from ..explain import load_explainable
+from ..explain.examples import ExampleOptions, check_out_dir, write_examples
 from ..factory import load_model
 from ..paths import real_data_dir
-from ..precision import PRECISIONS, resolve_precision
+from ..precision import PRECISIONS, inference_autocast, resolve_precision
 from ..zeroshot.data import EvalDataset, load_eval_dataset
 from ..zeroshot.report import markdown_table, model_index, per_class_table, plot_confusion, plot_roc
 from ..zeroshot.runner import MODES, EvalOptions, evaluate_dataset, random_baseline
@@ -77,8 +83,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95%% CIs (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output-dir", type=Path, default=Path("eval_results"))
+    parser.add_argument("--explain", type=Path, metavar="OUT_DIR", help="also write heatmap overlays (PNG) here")
+    parser.add_argument("--explain-per-class", type=int, default=2, help="images explained per class and set")
+    parser.add_argument("--explain-method", choices=EXPLAIN_METHODS, default="similarity")
     args = parser.parse_args(argv)
-    for name in ("shots", "batch_size", "synthetic_count"):
+    for name in ("shots", "batch_size", "synthetic_count", "explain_per_class"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.num_workers < 0 or args.bootstrap < 0:
@@ -111,11 +120,21 @@ def load_datasets(specs: list[str], args: argparse.Namespace) -> list[EvalDatase
     return loaded
 
 
+def write_dataset_examples(model, processor, dataset: EvalDataset, args: argparse.Namespace, precision: str) -> None:
+    options = ExampleOptions(args.explain_per_class, args.explain_method, args.batch_size)
+    device = next(model.parameters()).device
+    with inference_autocast(precision, device):
+        written = write_examples(model, processor, dataset, args.eval_split, args.explain, options)
+    print(f"{dataset.name}: {len(written)} {args.explain_method} overlays written to {args.explain}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, args = parse_args(argv)
     try:
+        if args.explain is not None:
+            check_out_dir(args.explain)
         datasets = load_datasets(args.dataset or default_datasets(), args)
-        model, processor = load_model(args.model)
+        model, processor = (load_explainable if args.explain is not None else load_model)(args.model)
         models = [(args.model_name or args.model, model, processor)]
         baseline = None if args.no_random_baseline else random_baseline(model, args.seed)
         if baseline is not None:
@@ -173,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                     stem = f"{dataset.task.name}_{entry['mode']}"
                     plot_confusion(entry, figures / f"{stem}_confusion.png")
                     plot_roc(entry, *raw[entry["mode"]], figures / f"{stem}_roc.png")
+                if args.explain is not None:
+                    write_dataset_examples(model_, processor_, dataset, args, precision.mixed_precision)
     table = markdown_table(entries)
     details = "\n\n".join(per_class_table(e) for e in entries if e["model"] == models[0][0])
     (args.output_dir / "results.json").write_text(json.dumps(entries, indent=2))

@@ -103,7 +103,8 @@ def score_caption(name: str, logit: float, prob: float | None) -> str:
     return f"{name}  p={prob:.2f}  logit {logit:.2f}" if prob is not None else f"{name}  logit {logit:.2f}"
 
 
-def _slug(text: str) -> str:
+def file_slug(text: str) -> str:
+    """`text` as a short lower-case file-name part (`a-z`, `0-9`, `-`)."""
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "class"
 
 
@@ -128,7 +129,7 @@ def write_overlays(
         for column, name in enumerate(result.class_names):
             prob = float(result.probs[index, column]) if several else None
             caption = score_caption(name, float(result.logits[index, column]), prob)
-            path = Path(out_dir) / f"{names[index]}__{_slug(name)}.png"
+            path = Path(out_dir) / f"{names[index]}__{file_slug(name)}.png"
             atomic_write_bytes(path, png_bytes(overlay(photo, heatmaps[column], caption)))
             written.append(path)
     return written
