@@ -41,29 +41,33 @@ def real_photographs(per_label: int) -> list[tuple[Path, str]]:
     return chosen
 
 
-def real_tiles(model, processor, method: str, per_label: int, side: int) -> list[Image.Image]:
+def real_tiles(model, processor, method: str, per_label: int, side: int, upscale: int = 1) -> list[Image.Image]:
     tiles = []
     for path, class_name in real_photographs(per_label):
-        result = model.explain([path], processor, task="diagnosis", method=method)
+        result = model.explain([path], processor, task="diagnosis", method=method, **_options(upscale))
         column = result.class_names.index(class_name)
         caption = f"{method}: HRF {path.stem}, {SHORT[class_name]} p={float(result.probs[0, column]):.2f}"
         tiles.append(overlay(Image.open(path).convert("RGB"), result.heatmaps[0][column], caption, max_side=side))
     return tiles
 
 
-def generated_tiles(model, processor, method: str, cases, side: int) -> list[Image.Image]:
+def generated_tiles(model, processor, method: str, cases, side: int, upscale: int = 1) -> list[Image.Image]:
     questions = {question.name: question for question in finding_questions()}
     tiles = []
     for name, short in GENERATED_FINDINGS.items():
         question = questions[name]
         case = next(case for case in cases if shows(case, question.column))
-        result = model.explain([case.image], processor, text=question.prompts, method=method)
+        result = model.explain([case.image], processor, text=question.prompts, method=method, **_options(upscale))
         column = result.class_names.index(PRESENT)
         photo = Image.open(io.BytesIO(case.image)).convert("RGB")
         caption = f"{method}: generated, {short} p={float(result.probs[0, column]):.2f}"
         mask = case.masks[question.column]
         tiles.append(overlay(photo, result.heatmaps[0][column], caption, lesion_mask=mask, max_side=side))
     return tiles
+
+
+def _options(upscale: int) -> dict[str, int]:
+    return {"upscale": upscale} if upscale != 1 else {}
 
 
 def encoded(figure: Image.Image) -> bytes:
@@ -83,14 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--methods", nargs="+", default=["cam", "gradcam"], choices=["similarity", "cam", "gradcam"])
     parser.add_argument("--tile", type=int, default=230, help="tile side in pixels")
     parser.add_argument("--cases", type=int, default=200, help="held-out generated images to pick examples from")
+    parser.add_argument("--upscale", type=int, default=1, help="maps from the image enlarged this many times")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
-    model, processor = load_explainable(args.model)
+    model, processor = load_explainable(args.model, options=["upscale"] if args.upscale != 1 else [])
     cases = list(generated_cases(args.cases))
     tiles = []
     for method in args.methods:
-        tiles += real_tiles(model, processor, method, 2, args.tile)
-        tiles += generated_tiles(model, processor, method, cases, args.tile)
+        tiles += real_tiles(model, processor, method, 2, args.tile, args.upscale)
+        tiles += generated_tiles(model, processor, method, cases, args.tile, args.upscale)
     figure = tile_grid(tiles, columns=4, side=args.tile)
     atomic_write_bytes(args.out, encoded(figure))
     print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes, {figure.width}x{figure.height})")
