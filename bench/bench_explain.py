@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--speed-images", type=int, default=64, help="images for the throughput runs (0: none)")
     parser.add_argument("--mixed-precision", choices=PRECISIONS, default="auto")
     parser.add_argument(
+        "--no-random-baseline", action="store_true", help="leave out the random model's maps (a third of the work)"
+    )
+    parser.add_argument(
         "--upscale", type=int, default=1, help="maps from the processed image enlarged this many times (explain's)"
     )
     parser.add_argument("--json", type=Path, help="write every figure here")
@@ -98,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.manual_seed(0)
     model, processor = load_explainable(args.model, options=["upscale"] if args.upscale != 1 else [])
-    baseline = random_baseline(model, seed=0)
+    baseline = None if args.no_random_baseline else random_baseline(model, seed=0)
     device = next(model.parameters()).device
     precision = resolve_precision(args.mixed_precision, device)
     print(precision.summary())
@@ -110,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = list(generated_cases(args.images, args.image_size))
     # the project's random baseline: batch-norm statistics re-estimated on these images (no labels used)
     items = [EvalItem(str(index), case.image, 0) for index, case in enumerate(cases)]
-    estimate_batch_norm_statistics(baseline, processor.image_processor, items, args.batch_size)
+    if baseline is not None:
+        estimate_batch_norm_statistics(baseline, processor.image_processor, items, args.batch_size)
     with inference_autocast(precision.mixed_precision, device):
         per_finding, per_lesion = measure(
             model, baseline, processor, cases, finding_questions(), tolerance, args.batch_size, args.upscale
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         print(markdown_table(per_finding, key, "finding", area))
         print(f"\n{title} per kind of lesion (the finding's prompts; mask: that lesion only)\n")
         print(markdown_table(per_lesion, key, "lesion"))
-    flat = {kind for rows in per_finding.values() for kind in COLUMNS if rows[kind]["flat_maps"]}
+    flat = {kind for rows in per_finding.values() for kind in COLUMNS if rows.get(kind, {}).get("flat_maps")}
     if flat:
         print(
             f"\nflat maps (one value over the field: they point nowhere, scored as misses): {', '.join(sorted(flat))}"

@@ -50,3 +50,12 @@ def test_explained_maps_from_an_enlarged_image_cover_the_image_as_the_native_one
     for kind in native:
         assert [m.shape for m in finer[kind]] == [m.shape for m in native[kind]] == [(96, 96)] * 2
         assert not np.allclose(np.nan_to_num(finer[kind][0]), np.nan_to_num(native[kind][0]))
+
+
+def test_measure_without_a_baseline_leaves_out_only_the_random_kinds(tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    cases = list(generated_cases(12, image_size=96))
+    question = next(q for q in finding_questions() if any(shows(case, q.column) for case in cases))
+    per_finding, _ = measure(model, None, processor, cases, [question], tolerance=2)
+    kinds = set(per_finding[question.name]) - {"area"}
+    assert kinds == {kind for kind in MAP_KINDS if not kind.startswith("random_")}

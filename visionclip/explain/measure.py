@@ -87,11 +87,13 @@ def shows(case: Case, column: str) -> bool:
 def explained_maps(
     model, baseline, processor, images: list[bytes], prompts: dict[str, list[str]], upscale: int = 1
 ) -> dict:
-    """`{kind: [map per image]}` for every model-made kind of `MAP_KINDS` (`upscale`: see `explain`)."""
+    """`{kind: [map per image]}` for every model-made kind of `MAP_KINDS` (`upscale`: see `explain`); without a
+    `baseline` (None), no `random_` kinds."""
     present_only = {PRESENT: prompts[PRESENT]}
     options = {"upscale": upscale} if upscale != 1 else {}
     maps = {}
-    for name, source in (("", model), ("random_", baseline)):
+    sources = [("", model)] + ([("random_", baseline)] if baseline is not None else [])
+    for name, source in sources:
         similarity = source.explain(images, processor, text=prompts, method="similarity", **options).heatmaps
         maps[f"{name}similarity"] = [h[1] for h in similarity]
         if not name:
@@ -114,7 +116,7 @@ def measure(
     upscale: int = 1,
 ) -> tuple[dict[str, dict[str, dict]], dict[str, dict[str, dict]]]:
     """`(per_finding, per_lesion)`: `{finding or lesion tag: {map kind: Tally.summary()}}` plus the finding's
-    mean mask share of the field under `"area"`."""
+    mean mask share of the field under `"area"`; `baseline` None leaves out the `random_` kinds."""
     findings: dict[str, dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
     lesions: dict[str, dict[str, Tally]] = defaultdict(lambda: defaultdict(Tally))
     areas: dict[str, list[float]] = defaultdict(list)
@@ -129,8 +131,8 @@ def measure(
                 mask = case.masks[question.column]
                 areas[question.name].append(float(mask[case.field_mask].mean()))
                 tagged = {t: m for t, m in case.lesions.items() if t.startswith(question.column + "/")}
-                for kind in MAP_KINDS:
-                    heatmap = maps[kind][index]
+                for kind, kind_maps in maps.items():
+                    heatmap = kind_maps[index]
                     findings[question.name][kind].add(heatmap, mask, case.field_mask, tolerance)
                     for tag, lesion in tagged.items():
                         lesions[tag][kind].add(heatmap, lesion, case.field_mask, tolerance)
