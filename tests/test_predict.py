@@ -79,7 +79,7 @@ def test_batch_size_below_one_is_refused(photos: list[Path], capsys, batch_size:
     assert "--batch-size must be at least 1" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("method", ["similarity", "gradcam"])
+@pytest.mark.parametrize("method", ["similarity", "cam", "gradcam"])
 def test_explain_writes_one_overlay_per_image_and_class_at_the_photographs_size(photos, tmp_path, capsys, method):
     out = tmp_path / "overlays"
     argv = ["--classes", "cataract,no cataract", "--explain", str(out), "--explain-method", method]

@@ -8,7 +8,8 @@
 `--model` is a saved folder or Hub id (loaded with trust_remote_code), a training checkpoint folder or a preset
 name (random weights).
 `--explain OUT_DIR` also writes, per image and class, a PNG of where the model looks (`--explain-method`: dense
-text-image `similarity` or `gradcam`) over the photograph, with the field-of-view outline and the score.
+text-image `similarity`, its undivided dot product `cam`, or `gradcam`) over the photograph, with the field-of-view
+outline and the score.
 `--classes` takes one comma-separated value, so class names and image paths cannot run into each other; a class
 name that is an existing file or ends like an image file is refused. Without images, the bundled real HRF test
 photographs are classified (a smoke run), with an accuracy only when the classes are their labels.
@@ -22,6 +23,8 @@ import sys
 from pathlib import Path
 
 import torch
+
+from explaining_visionclip import EXPLAIN_METHODS
 
 from ..explain import load_explainable, write_overlays
 from ..factory import load_model, source_kind
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         "--mixed-precision", choices=PRECISIONS, default="auto", help="auto: bf16 where the device runs it natively"
     )
     parser.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write heatmap overlays (PNG) here")
-    parser.add_argument("--explain-method", choices=("similarity", "gradcam"), default="similarity")
+    parser.add_argument("--explain-method", choices=EXPLAIN_METHODS, default="similarity")
     args = parser.parse_args(argv)
     if args.task and args.classes:
         parser.error("give --task or --classes, not both")
