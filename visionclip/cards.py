@@ -12,6 +12,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard,
 
 from .resources import DATASET_CARD_TEMPLATE, MODEL_CARD_TEMPLATE, data_path
 from .schema import COLUMNS, LABEL_COLUMNS
+from .training.supervised import UNTRAINED_TEXT_NOTE
 from .zeroshot.report import markdown_table, model_index
 
 TAGS = ["retina", "fundus", "ophthalmology", "clip", "medical", "synthetic-data", "custom_code"]
@@ -119,7 +120,10 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
     model_name = f"VisionCLIP ({training.get('preset', 'custom')})"
     synthetic = results.get("held_out_synthetic") or {}
     real = results.get("real_datasets") or []
-    eval_results = synthetic_eval_results(model_name, synthetic, "VisionCLIP synthetic held-out split")
+    supervised = training.get("objective") == "supervised"  # its held-out figures are a head's, not zero-shot
+    eval_results = (
+        [] if supervised else synthetic_eval_results(model_name, synthetic, "VisionCLIP synthetic held-out split")
+    )
     eval_results += [EvalResult(**entry) for entry in model_index(real, real[0]["model"])] if real else []
     evaluation = []
     if real:
@@ -128,7 +132,14 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
             "brackets; other rows, where present, are the models it was compared with, and the random-init row is the "
             "same architecture untrained):\n\n" + markdown_table(real)
         )
-    if synthetic:
+    if supervised:
+        evaluation.insert(0, f"**Text side untrained.** {UNTRAINED_TEXT_NOTE}")
+        if synthetic:
+            evaluation.append(
+                "AUROC per finding of the supervised head (not zero-shot) on the held-out synthetic split:\n\n"
+                + evaluation_table(synthetic).replace("zero-shot AUROC", "head AUROC")
+            )
+    elif synthetic:
         evaluation.append(
             "Zero-shot AUROC per finding on the held-out synthetic split (prompt ensembles from the "
             "knowledge base, finding vs its denial):\n\n"

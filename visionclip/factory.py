@@ -135,4 +135,5 @@ def _load_checkpoint(folder: Path) -> tuple[VisionCLIPModel, VisionCLIPProcessor
     model.load_state_dict(
         {name.removeprefix(MODEL_PREFIX): t for name, t in weights.items() if name.startswith(MODEL_PREFIX)}
     )
+    model.config.training_objective = config.get("objective", "contrastive")  # as the exported folder records it
     return model, processor

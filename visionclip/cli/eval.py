@@ -35,7 +35,7 @@ from ..paths import real_data_dir
 from ..precision import PRECISIONS, inference_autocast, resolve_precision
 from ..zeroshot.data import EvalDataset, load_eval_dataset
 from ..zeroshot.report import markdown_table, model_index, per_class_table, plot_confusion, plot_roc
-from ..zeroshot.runner import MODES, EvalOptions, evaluate_dataset, random_baseline
+from ..zeroshot.runner import MODES, EvalOptions, evaluate_dataset, random_baseline, text_side_trained
 from ..zeroshot.tasks import load_task
 
 DEFAULT_MODEL = "runs/visionclip/model"
@@ -144,6 +144,11 @@ def main(argv: list[str] | None = None) -> int:
             models.append((other, other_model, other_processor))
     except (ValueError, FileNotFoundError, OSError) as error:
         parser.error(str(error))
+    if args.modes == ["zero-shot"] and not text_side_trained(model):
+        parser.error(
+            f"--model {args.model} is a supervised-pretraining baseline whose text side is untrained: zero-shot "
+            "means nothing for it; use --modes few-shot cross-validated"
+        )
     precision = resolve_precision(args.mixed_precision, next(model.parameters()).device)
     print(precision.summary())
     if precision.warning:

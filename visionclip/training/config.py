@@ -21,6 +21,7 @@ from ..paths import cache_dir
 from ..precision import PRECISIONS
 from ..synthetic.labels import resolve_prevalence
 from ..synthetic.writer import IMAGE_FORMATS
+from .supervised import OBJECTIVES
 
 MIXED_PRECISION = PRECISIONS  # auto (bf16 only where the device runs it natively), no, bf16, fp16
 # The embedded default's label mix: fewer fully normal eyes and every finding at 10%, so that a 15-minute CPU run
@@ -119,6 +120,11 @@ class TrainConfig:
         help="channels-last image batches (faster CNN training; skipped where torch crashes)",
     )
     # optimisation
+    objective: str = option(
+        "contrastive",
+        help="contrastive (image-text, --loss) or supervised (the image tower alone, binary cross-entropy over the "
+        "synthetic findings plus ordinal DR grade: the Image+Fundus-style baseline; needs --lock-image false)",
+    )
     loss: str = option("label_aware", help="clip, label_aware (FLAIR soft targets) or siglip")
     label_similarity: str = option(
         "exact",
@@ -205,6 +211,13 @@ class TrainConfig:
             for name in non_negative
             if getattr(self, name) < 0
         ]
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.objective == "supervised" and self.lock_image:
+            problems.append(
+                "objective supervised trains the image tower, which lock_image freezes (it would train a head "
+                "alone): pass --lock-image false"
+            )
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {sorted(LOSSES)}, got {self.loss!r}")
         if self.label_similarity not in LABEL_SIMILARITIES:

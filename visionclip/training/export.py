@@ -78,6 +78,7 @@ def export_model(trainer, results: dict[str, Any], summary: str) -> Path:
 def _write_model_folder(folder: Path, trainer, results: dict[str, Any], summary: str, final: Path) -> None:
     config: TrainConfig = trainer.config
     model, processor = trainer.unwrapped, trainer.processor
+    model.config.training_objective = config.objective  # read by eval_zeroshot.py: zero-shot needs a trained text side
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     add_endpoint_handler(folder)

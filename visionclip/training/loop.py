@@ -267,7 +267,7 @@ class Trainer:
                 )
                 self.history.append({"step": self.step, "mean_auroc": summary})
                 tqdm.write(
-                    f"step {self.step}: held-out zero-shot mean AUROC {summary:.3f}"
+                    f"step {self.step}: held-out {self.evaluator.kind} mean AUROC {summary:.3f}"
                     if summary is not None
                     else f"step {self.step}: no finding common enough to measure"
                 )

@@ -16,6 +16,7 @@ from ..factory import build_model
 from .config import TrainConfig
 from .distributed import refuse_fsdp
 from .hardware import channels_last_is_safe
+from .supervised import freeze_text_side
 from .towers import lock_tower
 
 
@@ -40,6 +41,8 @@ def prepare_model(config: TrainConfig, accelerator: Accelerator) -> TrainingMode
         frozen += lock_tower(model.vision_model, config.lock_image_unlocked_layers)
     if config.lock_text:
         frozen += lock_tower(model.text_model, config.lock_text_unlocked_layers)
+    if config.objective == "supervised":
+        freeze_text_side(model)
     if config.gradient_checkpointing:
         model.activation_checkpointing_enable()
     channels_last = config.channels_last and channels_last_is_safe(

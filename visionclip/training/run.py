@@ -36,6 +36,7 @@ from .model import prepare_model
 from .optim import optimizer_and_schedule
 from .run_folder import OutputFolderError, owned_output_folder, start_run
 from .state_files import CheckpointError
+from .supervised import SupervisedHeldOutEvaluator, SupervisedLoss
 
 # errors raised on every process at the same point (the main process's decisions are shared): said once
 RAISED_TOGETHER = (
@@ -139,7 +140,7 @@ def build_trainer(config: TrainConfig, accelerator: Accelerator) -> Trainer:
     tune_backends(device)
     model = prepare_model(config, accelerator)
     # The loss is not prepared: its only parameter (SigLIP's bias) gets the same gradient on every process.
-    loss_fn = build_loss(config.loss, config.label_similarity).to(device)
+    loss_fn = objective_loss(config, model.model).to(device)
     optimizer, scheduler = optimizer_and_schedule([model.model, loss_fn], config, fused=fused_optimizer(device))
     # The loop steps the schedule once per optimizer step. Linked to the optimizer, Accelerate would step it once
     # per process, assuming a prepared DataLoader that divides the steps (the stream is not prepared).
@@ -151,11 +152,13 @@ def build_trainer(config: TrainConfig, accelerator: Accelerator) -> Trainer:
     evaluator = None
     with failures.guard():  # held-out images are read on the main process; every process stops if that fails
         if accelerator.is_main_process:
-            evaluator = HeldOutEvaluator(
+            head = {"head": loss_fn} if config.objective == "supervised" else {}
+            evaluator = (SupervisedHeldOutEvaluator if head else HeldOutEvaluator)(
                 split_files(source, config.eval_split),
                 model.processor.image_processor,
                 model.processor.tokenizer,
                 config.eval_samples,
+                **head,
             )
     return Trainer(
         config,
@@ -172,6 +175,13 @@ def build_trainer(config: TrainConfig, accelerator: Accelerator) -> Trainer:
     )
 
 
+def objective_loss(config: TrainConfig, model: torch.nn.Module) -> torch.nn.Module:
+    """The contrastive loss of `config.loss`, or the supervised head's loss on the model's image embeddings."""
+    if config.objective == "supervised":
+        return SupervisedLoss(model.config.projection_dim)
+    return build_loss(config.loss, config.label_similarity)
+
+
 def export(trainer: Trainer, results: dict, minutes: float) -> None:
     """The main process's end of a run: a summary, the Hub-ready model folder and the held-out results."""
     config, accelerator = trainer.config, trainer.accelerator
@@ -180,7 +190,7 @@ def export(trainer: Trainer, results: dict, minutes: float) -> None:
         f"global batch {config.batch_size}) on {accelerator.num_processes} process(es) "
         f"({accelerator.device.type}); this run took {minutes:.1f} minutes including data generation "
         f"and evaluation; {trainer.nonfinite_total} non-finite steps were skipped. Held-out mean "
-        f"zero-shot AUROC: {mean_auroc(results) or float('nan'):.3f}."
+        f"{trainer.evaluator.kind} AUROC: {mean_auroc(results) or float('nan'):.3f}."
     )
     folder = export_model(trainer, results, summary)
     print(json.dumps(results, indent=2))

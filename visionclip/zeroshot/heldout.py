@@ -19,6 +19,8 @@ from .tasks import PRESENT, ZeroShotTask, finding_tasks
 class HeldOutEvaluator:
     """Holds `samples` prepared held-out images (uint8, at the model's input size) and their classes in memory."""
 
+    kind = "zero-shot"  # how the questions are answered, as logs and the model card name it
+
     def __init__(
         self,
         files: list[str],

@@ -86,6 +86,12 @@ def estimate_batch_norm_statistics(
 NO_SPLIT = "the dataset has no split column"
 
 
+def text_side_trained(model) -> bool:
+    """False for the supervised-pretraining baseline (`train.py --objective supervised`, recorded in its config as
+    `training_objective`): its text side is the preset's, untrained, so its zero-shot scores would mean nothing."""
+    return getattr(model.config, "training_objective", "contrastive") != "supervised"
+
+
 def evaluate_dataset(
     model,
     processor,
@@ -121,7 +127,13 @@ def evaluate_dataset(
     num_classes = len(dataset.task.labels)
     groups = np.array([item.group for item in items]) if all(item.group is not None for item in items) else None
     runs: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}  # mode -> probabilities, the scored rows, description
-    if "zero-shot" in options.modes:
+    if "zero-shot" in options.modes and not text_side_trained(model):
+        warnings.warn(
+            f"{model_name}: no zero-shot on {dataset.name}: the model's text side is untrained (training_objective "
+            "supervised); its image embeddings are scored by the few-shot and cross-validated probes",
+            stacklevel=2,
+        )
+    elif "zero-shot" in options.modes:
         runs["zero-shot"] = (
             class_probabilities(model, processor.tokenizer, dataset.task, vectors[test]),
             np.flatnonzero(test),
