@@ -176,6 +176,10 @@ class Trainer:
     def _embed(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.accelerator.device
         inputs = {k: batch[k].to(device, non_blocking=True) for k in TEXT_KEYS if k in batch}
+        if not getattr(self.loss_fn, "uses_text", True):
+            # the supervised objective ignores the frozen text side: one one-token text keeps the model's forward
+            # (and DDP's hooks around it) at almost no cost, where the captions would cost more than the images
+            inputs = {k: v[:1, :1] for k, v in inputs.items()}
         inputs["pixel_values"] = self.pixel_normalizer(batch["pixel_values"])
         if self.channels_last:
             inputs["pixel_values"] = inputs["pixel_values"].contiguous(memory_format=torch.channels_last)

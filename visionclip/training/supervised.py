@@ -46,6 +46,7 @@ class SupervisedLoss(nn.Module):
     the DR-grade thresholds, over the global batch. Takes the contrastive losses' arguments and ignores the texts."""
 
     name = "supervised"
+    uses_text = False  # the loop may skip encoding the captions
 
     def __init__(self, embed_dim: int):
         super().__init__()
