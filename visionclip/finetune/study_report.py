@@ -34,6 +34,15 @@ def markdown_table(rows: list[dict[str, Any]], shots: list[int | str]) -> str:
     reasons = dict.fromkeys(f"{row['set']}, k = {row['shots']}: {row['skipped']}" for row in rows if row["skipped"])
     if reasons:
         lines += ["", "Skipped:", "", *(f"- {reason}" for reason in reasons)]
+    measured = [row for row in rows if row["mean"] is not None]
+    draws = sorted({row["draws"] for row in measured})
+    lines += ["", f"Draws per number: {', '.join(map(str, draws))}."] if draws else []
+    discarded = [row for row in measured if row["discarded"]]
+    lines += [
+        f"- {row['set']}, {row['starting_point']}, k = {row['shots']}: {row['discarded']} draws discarded (a class "
+        "left without test or training images)"
+        for row in discarded
+    ]
     return "\n".join(lines)
 
 
@@ -57,24 +66,28 @@ def plot_curves(rows: list[dict[str, Any]], shots: list[int | str], path: Path) 
     figure, axes = plt.subplots(1, len(sets), figsize=(4.6 * len(sets), 4.2), squeeze=False, sharey=True)
     positions = np.arange(len(shots))
     for axis, data in zip(axes[0], sets, strict=True):
+        measured = set()
         for index, point in enumerate(points):
             found = {row["shots"]: row for row in rows if row["set"] == data and row["starting_point"] == point}
-            values = [found.get(k) or {"mean": None} for k in shots]
-            mean = np.array([np.nan if v["mean"] is None else v["mean"] for v in values])
-            low = np.array([np.nan if v["mean"] is None else v["ci_low"] for v in values])
-            high = np.array([np.nan if v["mean"] is None else v["ci_high"] for v in values])
+            kept = [i for i, k in enumerate(shots) if (found.get(k) or {}).get("mean") is not None]
+            measured.update(kept)
+            mean, low, high = (np.array([found[shots[i]][key] for i in kept]) for key in ("mean", "ci_low", "ci_high"))
+            x = positions[kept] + 0.06 * (index - (len(points) - 1) / 2)  # side by side where the curves coincide
             colour = f"C{index}"
-            axis.plot(positions, mean, marker="o", color=colour, label=point)
-            axis.fill_between(positions, low, high, color=colour, alpha=0.15, linewidth=0)
+            axis.plot(x, mean, marker="o", color=colour, label=point)
+            axis.fill_between(x, low, high, color=colour, alpha=0.12, linewidth=0)
+            axis.errorbar(x, mean, yerr=[mean - low, high - mean], fmt="none", ecolor=colour, capsize=3, linewidth=1)
         axis.axhline(0.5, color="grey", linestyle=":", linewidth=1)
-        axis.set_xticks(positions, [str(k) for k in shots])
+        names = [str(k) if i in measured else f"{k}\n(skipped)" for i, k in enumerate(shots)]
+        axis.set_xticks(positions, names)
         axis.set_xlabel("labelled images per class (k)")
         axis.set_title(data)
         axis.grid(alpha=0.3)
     axes[0][0].set_ylabel("macro AUROC (linear probe)")
-    axes[0][0].legend(loc="lower right", fontsize=8)
-    figure.suptitle("Label efficiency: mean over random draws, band = 95% interval across draws", fontsize=10)
-    figure.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=len(points), fontsize=8, frameon=False)
+    figure.suptitle("Label efficiency: mean over random draws, bars and band = 95% interval across draws", fontsize=10)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=110)
     plt.close(figure)
