@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -112,3 +113,17 @@ def test_missing_and_unreadable_images_are_skipped_and_reported(run, tmp_path, c
     assert sorted(Path(row["image"]).name for row in entry["unreadable"]) == ["broken.png", "gone.png"]
     assert entry["metrics"]["num_samples"] == 12
     assert "2 unreadable rows were skipped" in (tmp_path / "out" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("start", [["--mode", "zero-shot-init"], ["--mode", "full", "--wise-alpha", "0.5"]])
+def test_the_zero_shot_head_of_a_supervised_baseline_is_refused(tiny_folder, tmp_path, capsys, start):
+    folder = tmp_path / "supervised"
+    shutil.copytree(tiny_folder, folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "training_objective": "supervised"}))
+    csv = write_set(tmp_path / "data", per_class=4)
+    argv = ["--model", str(folder), "--dataset", f"hrf:{csv}", "--output-dir", str(tmp_path / "out"), *TINY, *start]
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "supervised-pretraining baseline whose text side is untrained" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -33,6 +33,7 @@ from ..finetune.run import run_finetune
 from ..precision import PRECISIONS, resolve_precision
 from ..zeroshot.data import load_eval_dataset
 from ..zeroshot.report import markdown_table
+from ..zeroshot.runner import text_side_trained
 from ..zeroshot.tasks import load_task
 
 
@@ -120,6 +121,12 @@ def run(
         dataset = load_eval_dataset(source, task, task.name, columns, args.hf_split)
         torch.manual_seed(args.seed)  # a preset's random weights too are the same in every run
         model, processor = load_model(args.model)
+        if not text_side_trained(model) and (args.mode == "zero-shot-init" or args.wise_alpha < 1):
+            raise ValueError(
+                f"--model {args.model} is a supervised-pretraining baseline whose text side is untrained: "
+                "--mode zero-shot-init and --wise-alpha < 1 start from or return to its zero-shot head, which means "
+                "nothing; use --mode linear-probe, or --mode full with --wise-alpha 1"
+            )
         data = read_images(dataset, processor.image_processor)
         cv_by = args.cv_by or (
             "fold" if data.folds is not None else "group" if data.groups is not None else "stratified"
