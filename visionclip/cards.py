@@ -156,7 +156,7 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
             }
             for path in examples
         ]
-        if repo_id
+        if repo_id and not supervised  # prompts mean nothing to an untrained text side
         else None
     )
     dataset = training.get("dataset")
@@ -165,7 +165,7 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
     card_data = ModelCardData(
         license=license_id,
         library_name="transformers",
-        pipeline_tag="zero-shot-image-classification",
+        pipeline_tag="image-feature-extraction" if supervised else "zero-shot-image-classification",
         tags=TAGS,
         datasets=[dataset] if dataset and dataset.count("/") == 1 and not Path(dataset).exists() else None,
         metrics=["roc_auc", "accuracy", "f1", "cohen_kappa"],

@@ -100,7 +100,8 @@ def test_a_supervised_run_resumes_and_exports_a_folder_that_embeds_but_refuses_z
 
     model, processor = load_model(output / "model")
     assert model.config.training_objective == "supervised"
-    assert "**Text side untrained.**" in (output / "model" / "README.md").read_text()
+    card = (output / "model" / "README.md").read_text()
+    assert "**Text side untrained.**" in card and "pipeline_tag: image-feature-extraction" in card
     labels = write_set(tmp_path / "set", per_class=4)
     columns = {
         "file": "file",
