@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--cpu-threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--output-dir", type=Path, default=Path("label_efficiency"))
+    parser.add_argument("--output-dir", type=Path, default=Path("runs/label_efficiency"))
     args = parser.parse_args(argv)
     if args.draws < 1 or args.batch_size < 1 or args.folds < 2 or args.cpu_threads < 0:
         parser.error("--draws and --batch-size must be at least 1, --folds at least 2, --cpu-threads not negative")
