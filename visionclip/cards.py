@@ -12,7 +12,6 @@ from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard,
 
 from .resources import DATASET_CARD_TEMPLATE, MODEL_CARD_TEMPLATE, data_path
 from .schema import COLUMNS, LABEL_COLUMNS
-from .training.supervised import UNTRAINED_TEXT_NOTE
 from .zeroshot.report import markdown_table, model_index
 
 TAGS = ["retina", "fundus", "ophthalmology", "clip", "medical", "synthetic-data", "custom_code"]
@@ -28,6 +27,13 @@ BELOW_TARGET_REASONS = (
     "logistic-regression probe on its image embeddings also stayed below the bar for most of them, so the image "
     "features, more than the prompts, were the limit of its short, compute-bound CPU run. The repository's "
     "`docs/generator.md` gives the AUROC a supervised CNN reaches on each label as a reference."
+)
+# the card of a `train.py --objective supervised` model
+UNTRAINED_TEXT_NOTE = (
+    "Supervised-pretraining baseline (`train.py --objective supervised`): only the image tower and its projection "
+    "were trained, on the synthetic labels through a linear head. The text tower, its projection and the "
+    "temperature are the preset's, untrained: zero-shot classification with prompts is meaningless for this model. "
+    "Use its image embeddings (few-shot, cross-validated linear probe, `finetune.py`)."
 )
 
 

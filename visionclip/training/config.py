@@ -21,7 +21,6 @@ from ..paths import cache_dir
 from ..precision import PRECISIONS
 from ..synthetic.labels import resolve_prevalence
 from ..synthetic.writer import IMAGE_FORMATS
-from .supervised import OBJECTIVES
 
 MIXED_PRECISION = PRECISIONS  # auto (bf16 only where the device runs it natively), no, bf16, fp16
 # The embedded default's label mix: fewer fully normal eyes and every finding at 10%, so that a 15-minute CPU run
@@ -31,6 +30,7 @@ TRAINING_MIX = {
     **{f"is_{name}": 0.10 for name in ("amd", "aon", "crp", "dme", "em", "gc", "mh", "htr", "pm", "rvo", "treated")},
 }
 REPORTERS = ("tensorboard", "wandb", "none")
+OBJECTIVES = ("contrastive", "supervised")  # supervised: visionclip.training.supervised
 # What may change when a run resumes: its length, and options that change how the run is watched, stored or
 # scheduled on the machine but not what it computes. Any other difference makes it another run.
 RESUME_MAY_CHANGE = (

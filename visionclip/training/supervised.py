@@ -20,17 +20,10 @@ from ..zeroshot.engine import MIN_POSITIVES
 from ..zeroshot.heldout import HeldOutEvaluator
 from ..zeroshot.tasks import PRESENT, ZeroShotTask
 
-OBJECTIVES = ("contrastive", "supervised")
 GRADE_COLUMN = "dr_grade"
 GRADE_THRESHOLDS = tuple(range(1, COLUMNS_BY_NAME[GRADE_COLUMN].maximum + 1))
 # the head's outputs, in order: the ordinal DR-grade questions, then one per finding column
 HEAD_OUTPUTS = (*(f"{GRADE_COLUMN}>={t}" for t in GRADE_THRESHOLDS), *FINDING_COLUMNS)
-UNTRAINED_TEXT_NOTE = (
-    "Supervised-pretraining baseline (`train.py --objective supervised`): only the image tower and its projection "
-    "were trained, on the synthetic labels through a linear head. The text tower, its projection and the "
-    "temperature are the preset's, untrained: zero-shot classification with prompts is meaningless for this model. "
-    "Use its image embeddings (few-shot, cross-validated linear probe, `finetune.py`)."
-)
 
 
 def head_targets(labels: torch.Tensor) -> torch.Tensor:
