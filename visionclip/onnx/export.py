@@ -123,9 +123,7 @@ def export_onnx(model_folder: Path, output: Path, quantize: bool = False, opset:
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
-    if output.exists():
-        shutil.rmtree(output)
-    replace_folder(temporary, output)
+    replace_folder(temporary, output)  # removes an earlier export only once this one is complete
     return output
 
 
