@@ -8,9 +8,13 @@ import numpy as np
 import pytest
 import torch
 
+from configuration_visionclip import VisionCLIPConfig
+from modeling_visionclip import VisionCLIPModel
+from tests.tiny_towers import TINY_LITE
 from visionclip.finetune.data import assign_folds, read_images
 from visionclip.finetune.fit import FitOptions, embed, fit, head_probabilities
 from visionclip.finetune.model import parameter_groups, wise_interpolate, zero_shot_classifier
+from visionclip.training.hardware import channels_last_is_safe
 from visionclip.zeroshot.data import load_eval_dataset
 from visionclip.zeroshot.engine import class_probabilities
 from visionclip.zeroshot.tasks import load_task
@@ -83,3 +87,23 @@ def test_group_folds_keep_every_patient_on_one_side(data):
         assert len(np.unique(folds[groups == group])) == 1, group
     for fold in np.unique(folds):
         assert set(data.labels[folds == fold]) == set(range(len(data.classes)))  # stratified: every class tested
+
+
+def test_full_fine_tuning_trains_channels_last_and_returns_contiguous_weights(data, tiny_model_and_processor):
+    model, processor = tiny_model_and_processor
+    config = VisionCLIPConfig(  # 16+ channels everywhere: channels-last is used on a CPU only then
+        vision_config=TINY_LITE,
+        text_config=model.config.text_config.to_dict(),
+        projection_dim=model.config.projection_dim,
+        prompt_templates=model.config.prompt_templates,
+    )
+    lite = VisionCLIPModel(config).eval()
+    assert channels_last_is_safe(lite, gradient_checkpointing=False, device=torch.device("cpu"))
+    start = zero_shot_classifier(lite, processor.tokenizer, load_task("hrf"), data.classes).eval()
+    options = FitOptions(mode="full", epochs=1, batch_size=8, lr=1e-2, head_lr=1e-1)
+    fitted = fit(start, processor.image_processor, data.images, data.labels, options)
+    assert all(tensor.is_contiguous() for tensor in fitted.state_dict().values())
+    changed = [
+        name for name, tensor in fitted.state_dict().items() if not torch.equal(tensor, start.state_dict()[name])
+    ]
+    assert any(name.startswith("vision_model.") for name in changed)

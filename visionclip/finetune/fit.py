@@ -20,6 +20,7 @@ from transformers import get_cosine_schedule_with_warmup
 from modeling_visionclip import VisionCLIPForImageClassification
 
 from ..precision import inference_autocast
+from ..training.hardware import channels_last_is_safe
 from .data import inner_split
 from .model import parameter_groups, wise_interpolate
 
@@ -183,6 +184,10 @@ def _train_tower(
     schedule = get_cosine_schedule_with_warmup(optimizer, int(options.warmup_ratio * steps), steps)
     device = accelerator.device if accelerator is not None else torch.device("cpu")
     model.to(device)
+    # the tower's weights in the inputs' layout, as train.py has them: convolutions then skip a conversion each
+    channels_last = channels_last_is_safe(model, gradient_checkpointing=False, device=device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
     trained = model
     if accelerator is not None:
         # every process trains on every batch (the sets are small), so the schedule is stepped here, once per
@@ -197,6 +202,8 @@ def _train_tower(
         seen, began = 0, time.perf_counter()
         for batch in _batches(train, options.batch_size, rng):
             pixels = pixel_values(image_processor, [images[i] for i in batch]).to(device)
+            if channels_last:
+                pixels = pixels.contiguous(memory_format=torch.channels_last)
             with accelerator.autocast() if accelerator is not None else inference_autocast(options.precision, device):
                 logits = trained(pixel_values=pixels).logits
             loss = loss_fn(logits.float(), targets[batch])
@@ -215,3 +222,4 @@ def _train_tower(
         if stopping.update(model, val_loss):
             break
     stopping.restore(model)
+    model.to(memory_format=torch.contiguous_format)
