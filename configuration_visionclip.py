@@ -41,6 +41,12 @@ class VisionCLIPConfig(PreTrainedConfig):
             Templates with one `{}` used to turn free-form class names into prompt ensembles.
         initializer_factor (`float`, *optional*, defaults to 1.0):
             Scale of the projection initialisation.
+        vision_feature_layers (`list[int]`, *optional*):
+            Which of a CNN vision tower's `hidden_states` make the image features (indices as the tower returns them
+            with `output_hidden_states=True`: 0 is the stem, negative counts from the end): each is averaged over
+            its positions and the averages are concatenated before the projection. `None` takes the tower's own
+            pooled output. Earlier stages keep what an ImageNet head discards; for a locked tower they widen what
+            the projection can see at no extra cost.
 
     Example:
 
@@ -66,6 +72,7 @@ class VisionCLIPConfig(PreTrainedConfig):
     zero_shot_tasks: dict | None = None
     prompt_templates: list | None = None
     initializer_factor: float | int = 1.0
+    vision_feature_layers: list | None = None
 
     def __post_init__(self, **kwargs):
         if self.projection_dim <= 0:
@@ -77,6 +84,14 @@ class VisionCLIPConfig(PreTrainedConfig):
         for template in self.prompt_templates or []:
             if not isinstance(template, str) or template.count("{}") != 1:
                 raise ValueError(f"prompt template {template!r} must be a string containing '{{}}' exactly once")
+        layers = self.vision_feature_layers
+        if layers is not None and (
+            not isinstance(layers, list)
+            or not layers
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers)
+            or len(set(layers)) != len(layers)
+        ):
+            raise ValueError(f"vision_feature_layers must be a non-empty list of distinct integers, got {layers!r}")
         super().__post_init__(**kwargs)
 
     @classmethod

@@ -1,7 +1,7 @@
 """VisionCLIP's heatmaps: where each image matches each text, in the input's own pixels (`VisionCLIPModel.explain`).
 
 A remote-code file beside `modeling_visionclip.py`: `VisionCLIPModel` inherits `VisionCLIPExplainMixin`, which uses
-the model's `class_prompts`, `zero_shot_classifier`, `logit_scale_value`, `_project_pooled` and
+the model's `class_prompts`, `zero_shot_classifier`, `logit_scale_value`, `_project_pooled`, `_feature_map` and
 `_check_pixel_values`, and the processor's `prepare_image_with_geometry` (the crop, resize and padding it applied).
 Only arrays come back: overlays and plotting live in the `visionclip.explain` package.
 """
@@ -135,13 +135,23 @@ class VisionCLIPExplainMixin:
             )
 
     def _last_stage(self, outputs, last_block_input: bool) -> torch.Tensor:
-        """The tower's last spatial stage as it computed it: a CNN's map `(B, D, h, w)`, or a ViT's tokens
+        """The tower's last spatial stage as it computed it: a CNN's map `(B, D, h, w)` (with
+        `vision_feature_layers`, the concatenated map the image features average), or a ViT's tokens
         `(B, prefix + h * w, D)` (the output of its last block, or with `last_block_input` that block's input,
         through which Grad-CAM's gradient flows: the block's output reaches the pooled vector only by its first
         token)."""
+        if self.config.vision_feature_layers:
+            return self._feature_map(outputs)
         if outputs.last_hidden_state.dim() == 4 or not last_block_input:
             return outputs.last_hidden_state
         return outputs.hidden_states[-2]
+
+    def _pooled_from(self, outputs, stage: torch.Tensor) -> torch.Tensor:
+        """The projected image embedding, computed from `stage` where it is the feature map itself, so that
+        gradients of the embedding reach that very tensor."""
+        if self.config.vision_feature_layers:
+            return self.visual_projection(stage.mean(dim=(2, 3)))
+        return self._project_pooled(outputs)
 
     def _on_grid(self, stage: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
         """`_last_stage` output -> `(B, D, h, w)` (a ViT's patch tokens laid out on their grid)."""
@@ -157,6 +167,8 @@ class VisionCLIPExplainMixin:
         pooled vector goes through (ConvNeXt's final norm, a ViT's pooler or CLIP's post-norm) and the projection."""
         features = activations.permute(0, 2, 3, 1)
         tower = self.vision_model
+        if self.config.vision_feature_layers:  # the stacked map goes straight to the projection, as its average
+            return self.visual_projection(features)
         if tower.config.model_type in ("convnext", "convnextv2"):
             features = tower.layernorm(features)
         elif getattr(tower, "pooler", None) is not None and hasattr(tower.pooler, "dense"):
@@ -170,7 +182,8 @@ class VisionCLIPExplainMixin:
         if not torch.is_grad_enabled():  # as get_image_features: channels-last for inference, not for Grad-CAM
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
         if self.vision_model.config.model_type not in VIT_TOWERS:
-            return self.vision_model(pixel_values=pixel_values, return_dict=True)
+            layers = bool(self.config.vision_feature_layers)
+            return self.vision_model(pixel_values=pixel_values, return_dict=True, output_hidden_states=layers)
         # a ViT's position embeddings interpolate to an input larger than the size it was built for (`upscale`)
         size = getattr(self.vision_model.config, "image_size", None)
         other_size = size is not None and tuple(pixel_values.shape[-2:]) != _pair(size)
@@ -189,8 +202,9 @@ class VisionCLIPExplainMixin:
         """`(B, C, h, w)` cosine (or, not `normalize`d, dot product) of each position's projected features with each
         class, and the `(B, C)` cosines of the pooled embedding."""
         outputs = self._vision_forward(pixel_values)
-        dense = self._spatial_embeddings(self._on_grid(self._last_stage(outputs, False), pixel_values))
-        pooled = self._project_pooled(outputs)
+        stage = self._last_stage(outputs, False)
+        dense = self._spatial_embeddings(self._on_grid(stage, pixel_values))
+        pooled = self._pooled_from(outputs, stage)
         with torch.autocast(classifier.device.type, enabled=False):  # scores in fp32, also under mixed precision
             dense = nn.functional.normalize(dense.float(), dim=-1) if normalize else dense.float()
             maps = torch.einsum("bhwp,cp->bchw", dense, classifier)
@@ -203,7 +217,7 @@ class VisionCLIPExplainMixin:
             outputs = self._vision_forward(pixel_values)
             stage = self._last_stage(outputs, last_block_input=True)
             activations = self._on_grid(stage.detach(), pixel_values).float()
-            pooled = self._project_pooled(outputs)
+            pooled = self._pooled_from(outputs, stage)
             with torch.autocast(classifier.device.type, enabled=False):
                 similarity = nn.functional.normalize(pooled.float(), dim=-1) @ classifier.t()
             maps = []

@@ -1,15 +1,13 @@
 """PyTorch VisionCLIP model: a CLIP-style dual encoder for colour fundus photographs."""
 
 import inspect
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
-from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 from transformers.utils import ModelOutput, logging
@@ -17,9 +15,21 @@ from transformers.utils import ModelOutput, logging
 try:
     from .configuration_visionclip import VisionCLIPConfig
     from .explaining_visionclip import ExplainResult, VisionCLIPExplainMixin
+    from .towers_visionclip import (
+        checkpointed_forward,
+        hold_absent_squeeze_excitation,
+        load_tower,
+        vision_feature_size,
+    )
 except ImportError:  # imported as a top-level module (tests, scripts)
     from configuration_visionclip import VisionCLIPConfig
     from explaining_visionclip import ExplainResult, VisionCLIPExplainMixin
+    from towers_visionclip import (
+        checkpointed_forward,
+        hold_absent_squeeze_excitation,
+        load_tower,
+        vision_feature_size,
+    )
 
 logger = logging.get_logger(__name__)
 
@@ -78,86 +88,6 @@ class ZeroShotResult:
     @property
     def predictions(self) -> list[str]:
         return [self.class_names[index] for index in self.probs.argmax(dim=-1).tolist()]
-
-
-def vision_feature_size(vision_config) -> int:
-    """Width of a vision tower's pooled output: the last stage of a CNN (EfficientNet's head width), or the hidden
-    size of a transformer."""
-    if getattr(vision_config, "model_type", None) == "efficientnet":
-        return vision_config.hidden_dim
-    hidden_sizes = getattr(vision_config, "hidden_sizes", None)
-    return hidden_sizes[-1] if hidden_sizes else vision_config.hidden_size
-
-
-# Sigmoid's output for this gate bias is 1.0 in float32, bfloat16 and float16, and its derivative exactly 0.
-SQUEEZE_EXCITE_OPEN_BIAS = 100.0
-
-
-def hold_absent_squeeze_excitation(vision_model: nn.Module) -> int:
-    """Make the squeeze-excitation layers that a config leaves out exact identities, frozen; returns how many.
-
-    EfficientNet-Lite has no squeeze-excitation, but transformers' EfficientNet always builds one per block, at least
-    one channel wide; a config whose `squeeze_expansion_ratio` rounds the width to zero stands for "none". Such a
-    layer scales its input by sigmoid(expand(act(reduce(mean)))): with reduce and expand weights 0 and the expand bias
-    `SQUEEZE_EXCITE_OPEN_BIAS` the scale is exactly 1.0 (sigmoid(100) rounds to 1 in float32) whatever the input,
-    and every gradient through the gate is exactly 0 (sigmoid'(100) = 1 - 1 = 0), so the block computes what
-    Lite's block computes, bit for bit, forward and backward. The parameters are frozen (`requires_grad` False) so
-    that no optimizer (weight decay included) moves them."""
-    config = getattr(vision_model, "config", None)
-    if getattr(config, "model_type", None) != "efficientnet":
-        return 0
-    ratio = config.squeeze_expansion_ratio
-    layers = [m for m in vision_model.modules() if hasattr(m, "dim_se") and int(m.dim * ratio) == 0]
-    with torch.no_grad():
-        for layer in layers:
-            for conv in (layer.reduce, layer.expand):
-                conv.weight.zero_()
-                conv.bias.zero_()
-            layer.expand.bias.fill_(SQUEEZE_EXCITE_OPEN_BIAS)
-            for parameter in layer.parameters():
-                parameter.requires_grad_(False)
-    return len(layers)
-
-
-@contextmanager
-def batch_norm_statistics_frozen(module: nn.Module) -> Iterator[None]:
-    """Within this context the training-mode batch norms of `module` still normalise with the batch's own statistics
-    but leave their running statistics and counters as they were: for a pass that repeats a forward already counted
-    (an activation-checkpoint recomputation, a cached no-grad pass), so that each image updates them once.
-
-    Momentum 0 keeps the running statistics (the recomputation must save the same tensors for backward as the
-    forward did, so they are still passed); the counters are put back on exit."""
-    norms = [
-        m
-        for m in module.modules()
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats
-    ]
-    saved = [(norm.momentum, norm.num_batches_tracked.clone()) for norm in norms]
-    for norm in norms:
-        norm.momentum = 0.0
-    try:
-        yield
-    finally:
-        for norm, (momentum, count) in zip(norms, saved, strict=True):
-            norm.momentum = momentum
-            norm.num_batches_tracked.copy_(count)
-
-
-def _checkpointed_forward(stage: nn.Module, checkpoint_fn):
-    original = type(stage).forward
-
-    def recompute_contexts():
-        return nullcontext(), batch_norm_statistics_frozen(stage)
-
-    def forward(*args, **kwargs):
-        if stage.training and torch.is_grad_enabled():
-            # An eager recomputation repeats the whole forward, statistics update included; torch.compile recomputes
-            # only what backward needs (and accepts no other context). context_fn needs use_reentrant=False.
-            contexts = {} if torch.compiler.is_compiling() else {"context_fn": recompute_contexts}
-            return checkpoint_fn(original, stage, *args, use_reentrant=False, **contexts, **kwargs)
-        return original(stage, *args, **kwargs)
-
-    return forward
 
 
 def _check_pixel_values(pixel_values: torch.Tensor, image_processor: Any) -> None:
@@ -230,7 +160,7 @@ class VisionCLIPModel(VisionCLIPExplainMixin, VisionCLIPPreTrainedModel):
         self.config.vision_config = self.vision_model.config
         self.config.text_config = self.text_model.config
 
-        self.vision_embed_dim = vision_feature_size(config.vision_config)
+        self.vision_embed_dim = vision_feature_size(config.vision_config, config.vision_feature_layers)
         self.text_embed_dim = config.text_config.hidden_size
         self.visual_projection = nn.Linear(self.vision_embed_dim, config.projection_dim, bias=False)
         self.text_projection = nn.Linear(self.text_embed_dim, config.projection_dim, bias=False)
@@ -248,17 +178,33 @@ class VisionCLIPModel(VisionCLIPExplainMixin, VisionCLIPPreTrainedModel):
             # channels-last activations make inference convolutions markedly faster; training callers choose
             # the layout themselves (torch 2.13's CPU backward crashes on some channels-last shapes)
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+        if self.config.vision_feature_layers:
+            kwargs["output_hidden_states"] = True
         outputs = self.vision_model(pixel_values=pixel_values, return_dict=True, **kwargs)
         outputs.pooler_output = self._project_pooled(outputs)
         return outputs
 
     def _project_pooled(self, outputs) -> torch.Tensor:
-        """The tower's pooled output (or the mean of a CNN's map, a transformer's first token) projected."""
+        """The image features projected: the chosen hidden states' averages (`vision_feature_layers`), else the
+        tower's pooled output (or the mean of a CNN's map, a transformer's first token)."""
+        if self.config.vision_feature_layers:
+            return self.visual_projection(self._feature_map(outputs).mean(dim=(2, 3)))
         pooled = outputs.pooler_output
         if pooled is None:
             hidden = outputs.last_hidden_state
             pooled = hidden.mean(dim=(2, 3)) if hidden.dim() == 4 else hidden[:, 0]
         return self.visual_projection(pooled.flatten(1))
+
+    def _feature_map(self, outputs) -> torch.Tensor:
+        """The `vision_feature_layers` hidden states `(B, C_i, h_i, w_i)`, each resized to the finest of them,
+        concatenated: `(B, sum C_i, h, w)`."""
+        maps = [outputs.hidden_states[index] for index in self.config.vision_feature_layers]
+        size = max((tuple(m.shape[-2:]) for m in maps), key=lambda hw: hw[0] * hw[1])
+        resized = [
+            m if tuple(m.shape[-2:]) == size else nn.functional.interpolate(m, size=size, mode="bilinear")
+            for m in maps
+        ]
+        return torch.cat(resized, dim=1)
 
     def get_text_features(
         self,
@@ -480,7 +426,7 @@ class VisionCLIPModel(VisionCLIPExplainMixin, VisionCLIPPreTrainedModel):
         encoder = getattr(self.vision_model, "encoder", None)
         for stage in getattr(encoder, "stages", None) or getattr(encoder, "blocks", []):
             if enable:
-                stage.forward = _checkpointed_forward(stage, gradient_checkpointing_func)
+                stage.forward = checkpointed_forward(stage, gradient_checkpointing_func)
             else:
                 stage.__dict__.pop("forward", None)
 
@@ -518,7 +464,7 @@ class VisionCLIPModel(VisionCLIPExplainMixin, VisionCLIPPreTrainedModel):
             if which in tower_kwargs and key not in config_fields:
                 tower_kwargs[which][rest] = kwargs.pop(key)
         towers = {
-            which: options.pop("model", None) or _load_tower(name, which, options)
+            which: options.pop("model", None) or load_tower(name, which, options)
             for (which, options), name in zip(
                 tower_kwargs.items(), (vision_model_name_or_path, text_model_name_or_path), strict=True
             )
@@ -546,7 +492,7 @@ class VisionCLIPForImageClassification(VisionCLIPPreTrainedModel):
         super().__init__(config)
         self.vision_model = vision_model if vision_model is not None else AutoModel.from_config(config.vision_config)
         self.config.vision_config = self.vision_model.config
-        self.vision_embed_dim = vision_feature_size(config.vision_config)
+        self.vision_embed_dim = vision_feature_size(config.vision_config, config.vision_feature_layers)
         self.visual_projection = nn.Linear(self.vision_embed_dim, config.projection_dim, bias=False)
         self.classifier = nn.Linear(config.projection_dim, config.num_labels)
         self.post_init()
@@ -554,6 +500,7 @@ class VisionCLIPForImageClassification(VisionCLIPPreTrainedModel):
 
     get_image_features = VisionCLIPModel.get_image_features
     _project_pooled = VisionCLIPModel._project_pooled
+    _feature_map = VisionCLIPModel._feature_map
     encode_image = VisionCLIPModel.encode_image
 
     @classmethod
@@ -642,15 +589,6 @@ def _checked_class_names(class_names: Any) -> list[str]:
     return names
 
 
-def _load_tower(name_or_path: str, which: str, kwargs: dict[str, Any]) -> PreTrainedModel:
-    if not name_or_path:
-        raise ValueError(f"A {which} tower name or path is required")
-    config = kwargs.pop("config", None) or AutoConfig.from_pretrained(name_or_path)
-    if which == "vision" and hasattr(config, "vision_config") and config.model_type == "clip":
-        config = config.vision_config  # use the vision half of a CLIP checkpoint
-    return AutoModel.from_pretrained(name_or_path, config=config, **kwargs)
-
-
 VisionCLIPModel.register_for_auto_class("AutoModel")
 VisionCLIPForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
@@ -661,6 +599,4 @@ __all__ = [
     "VisionCLIPPreTrainedModel",
     "VisionCLIPOutput",
     "ZeroShotResult",
-    "batch_norm_statistics_frozen",
-    "hold_absent_squeeze_excitation",
 ]

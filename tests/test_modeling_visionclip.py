@@ -5,41 +5,15 @@ import copy
 import numpy as np
 import pytest
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from configuration_visionclip import VisionCLIPConfig
 from modeling_visionclip import VisionCLIPModel, clip_loss
-from tests.tiny_towers import TINY_LITE
+from tests.tiny_towers import TINY_LITE, TINY_TEXT, TINY_VISION, tiny_config
+from towers_visionclip import hidden_state_widths
 from visionclip.presets import load_preset
-
-TINY_VISION = {
-    "model_type": "resnet",
-    "embedding_size": 8,
-    "hidden_sizes": [8, 16],
-    "depths": [1, 1],
-    "layer_type": "basic",
-}
-TINY_TEXT = {
-    "model_type": "bert",
-    "vocab_size": 99,
-    "hidden_size": 32,
-    "num_hidden_layers": 2,
-    "num_attention_heads": 2,
-    "intermediate_size": 64,
-    "max_position_embeddings": 24,
-}
-
-
-def tiny_config(**overrides) -> VisionCLIPConfig:
-    kwargs = {
-        "vision_config": TINY_VISION,
-        "text_config": TINY_TEXT,
-        "projection_dim": 16,
-        "prompt_templates": ["a fundus photograph of {}."],
-    }
-    kwargs.update(overrides)
-    return VisionCLIPConfig(**kwargs)
 
 
 def batch(n_images: int = 3, n_texts: int = 3, seq: int = 12, size: int = 64):
@@ -430,3 +404,47 @@ def test_forward_passes_text_length_groups_on():
     torch.testing.assert_close(
         model(**inputs, text_length_groups=4).logits_per_image, model(**inputs).logits_per_image, atol=1e-4, rtol=1e-4
     )
+
+
+CONVNEXT_TINY = {"model_type": "convnext", "hidden_sizes": [8, 16], "depths": [1, 1], "num_stages": 2}
+
+
+@pytest.mark.parametrize("vision_config", [TINY_LITE, TINY_VISION, CONVNEXT_TINY], ids=["lite", "resnet", "convnext"])
+def test_hidden_state_widths_are_what_each_cnn_tower_returns(vision_config):
+    model = VisionCLIPModel(tiny_config(vision_config=vision_config)).eval()
+    with torch.no_grad():
+        hidden = model.vision_model(torch.randn(1, 3, 64, 64), output_hidden_states=True).hidden_states
+    assert hidden_state_widths(model.config.vision_config) == [state.shape[1] for state in hidden]
+
+
+@pytest.mark.parametrize("vision_config", [TINY_LITE, TINY_VISION], ids=["lite", "resnet"])
+def test_vision_feature_layers_project_the_averages_of_the_chosen_hidden_states(vision_config, tmp_path):
+    model = VisionCLIPModel(tiny_config(vision_config=vision_config, vision_feature_layers=[-2, -1])).eval()
+    pixel_values = batch()["pixel_values"]
+    with torch.no_grad():
+        hidden = model.vision_model(pixel_values, output_hidden_states=True).hidden_states
+        expected = model.visual_projection(torch.cat([hidden[-2].mean((2, 3)), hidden[-1].mean((2, 3))], dim=1))
+        embeds = model.get_image_features(pixel_values).pooler_output
+    assert model.vision_embed_dim == hidden[-2].shape[1] + hidden[-1].shape[1]
+    torch.testing.assert_close(embeds, expected)
+
+    model.save_pretrained(tmp_path)
+    loaded = VisionCLIPModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.vision_feature_layers == [-2, -1]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.get_image_features(pixel_values).pooler_output, embeds)
+
+
+@pytest.mark.parametrize("layers", [[], [1, 1], ["1"], 2, [True]])
+def test_bad_vision_feature_layers_are_refused(layers):
+    with pytest.raises((ValueError, StrictDataclassError), match="vision_feature_layers"):  # a non-list: hub's check
+        tiny_config(vision_feature_layers=layers)
+
+
+def test_vision_feature_layers_out_of_range_or_on_a_transformer_are_named():
+    with pytest.raises(ValueError, match=r"\[7\] name hidden states the resnet tower does not have: it returns 3"):
+        VisionCLIPModel(tiny_config(vision_feature_layers=[7]))
+    vit = {"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+           "intermediate_size": 64, "image_size": 64, "patch_size": 16}  # fmt: skip
+    with pytest.raises(ValueError, match="needs a CNN tower .* the vision tower is 'vit'"):
+        VisionCLIPModel(tiny_config(vision_config=vit, vision_feature_layers=[-1]))

@@ -177,7 +177,12 @@ def test_an_image_gets_the_same_map_alone_and_in_a_batch_of_other_sizes(tiny_mod
 
 
 def tower_model(vision: dict) -> VisionCLIPModel:
-    config = VisionCLIPConfig(vision_config=vision, text_config=TEXT, projection_dim=8, prompt_templates=["{}"])
+    """A random model with the `vision` tower (its `vision_feature_layers` key, if any, goes to the model config)."""
+    vision = dict(vision)
+    layers = vision.pop("vision_feature_layers", None)
+    config = VisionCLIPConfig(
+        vision_config=vision, text_config=TEXT, projection_dim=8, prompt_templates=["{}"], vision_feature_layers=layers
+    )
     torch.manual_seed(0)
     model = VisionCLIPModel(config).eval()
     with torch.no_grad():  # transformers draws batch-norm scales near 0, which zeroes a deep random CNN's output
@@ -208,6 +213,9 @@ TOWERS = {
         "intermediate_size": 32,
     },
 }
+# image features from two stages at different strides (the stem's map and the last stage's, resized to the stem's)
+TOWERS["resnet-feature-layers"] = {**TOWERS["resnet"], "vision_feature_layers": [0, -1]}
+TOWERS["efficientnet-feature-layers"] = {**TOWERS["efficientnet"], "vision_feature_layers": [-2, -1]}
 
 
 @pytest.mark.parametrize("tower", sorted(TOWERS))
@@ -339,3 +347,16 @@ def test_explain_runs_under_bf16_autocast_and_scores_in_fp32(tiny_model_and_proc
         mixed = model.explain(image, processor, task="glaucoma", method=method)
     assert mixed.logits.dtype == torch.float32 and mixed.heatmaps[0].dtype == np.float32
     torch.testing.assert_close(mixed.logits, full.logits, atol=0.1, rtol=0.05)
+
+
+@pytest.mark.parametrize("tower", ["resnet-feature-layers", "efficientnet-feature-layers"])
+def test_feature_layer_maps_average_to_the_pooled_embedding(tower):
+    model = tower_model(TOWERS[tower])
+    pixel_values = torch.randn(2, 3, CANVAS, CANVAS, generator=torch.Generator().manual_seed(0))
+    classifier = torch.nn.functional.normalize(torch.randn(3, 8, generator=torch.Generator().manual_seed(1)), dim=-1)
+
+    maps, _ = model._similarity_maps(pixel_values, classifier, normalize=False)
+
+    pooled = model.get_image_features(pixel_values).pooler_output
+    # the image embedding is the projected average of the stacked map, so the unnormalised map averages to its score
+    torch.testing.assert_close(maps.mean(dim=(2, 3)), pooled @ classifier.t(), atol=1e-5, rtol=1e-4)

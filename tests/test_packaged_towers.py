@@ -65,7 +65,7 @@ def test_the_converted_folder_is_written_once_and_reused(tower_cache):
 
 def test_absent_squeeze_excitation_is_an_exact_identity_that_no_optimizer_step_moves(tower_cache):
     tower = EfficientNetModel.from_pretrained(efficientnet_lite0_folder())
-    from modeling_visionclip import hold_absent_squeeze_excitation
+    from towers_visionclip import hold_absent_squeeze_excitation
 
     assert hold_absent_squeeze_excitation(tower) == len(tower.encoder.blocks)
     layers = [block.squeeze_excite for block in tower.encoder.blocks]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from configuration_visionclip import VisionCLIPConfig
+
 # EfficientNet-Lite0's block shape (ReLU6, no squeeze-excitation, its batch-norm settings) at a width and depth that
 # run in milliseconds; freshly initialised, its batch norms' initial statistics make it constant in eval mode
 TINY_LITE = {
@@ -16,3 +18,32 @@ TINY_LITE = {
     "hidden_dim": 320,  # the head: 1280 at this width
     "drop_connect_rate": 0.0,
 }
+
+TINY_VISION = {
+    "model_type": "resnet",
+    "embedding_size": 8,
+    "hidden_sizes": [8, 16],
+    "depths": [1, 1],
+    "layer_type": "basic",
+}
+TINY_TEXT = {
+    "model_type": "bert",
+    "vocab_size": 99,
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 24,
+}
+
+
+def tiny_config(**overrides) -> VisionCLIPConfig:
+    """A VisionCLIP config with the tiny ResNet and BERT towers; `overrides` replace its fields."""
+    kwargs = {
+        "vision_config": TINY_VISION,
+        "text_config": TINY_TEXT,
+        "projection_dim": 16,
+        "prompt_templates": ["a fundus photograph of {}."],
+    }
+    kwargs.update(overrides)
+    return VisionCLIPConfig(**kwargs)

@@ -40,6 +40,7 @@ _SHARED_FIELDS = (
     "text_pooling",
     "logit_scale_init_value",
     "logit_scale_max",
+    "vision_feature_layers",
     "zero_shot_tasks",
     "prompt_templates",
 )

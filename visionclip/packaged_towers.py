@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from transformers import EfficientNetConfig, EfficientNetModel
 
-from modeling_visionclip import hold_absent_squeeze_excitation
+from towers_visionclip import hold_absent_squeeze_excitation
 
 from .locking import folder_lock
 from .paths import cache_dir

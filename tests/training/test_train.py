@@ -433,7 +433,7 @@ def test_bad_dataset_path_fails_with_a_message(tmp_path: Path):
 def test_small_pretrained_trains_from_its_packaged_towers(short_run, tmp_path: Path):
     from safetensors.torch import load_file
 
-    from modeling_visionclip import SQUEEZE_EXCITE_OPEN_BIAS
+    from towers_visionclip import SQUEEZE_EXCITE_OPEN_BIAS
 
     args = short_run(tmp_path / "run", "--preset", "small-pretrained", "--max-steps", "2", "--batch-size", "4")
     env = {**environment(), "VISIONCLIP_CACHE": str(tmp_path / "cache")}

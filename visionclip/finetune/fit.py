@@ -21,6 +21,7 @@ from modeling_visionclip import VisionCLIPForImageClassification
 
 from ..precision import inference_autocast
 from ..training.hardware import channels_last_is_safe
+from ..training.towers import freeze_unreached_vision_parameters
 from .data import inner_split
 from .model import parameter_groups, wise_interpolate
 
@@ -178,6 +179,7 @@ def _train_head(model, vectors, labels, train, validation, weights, options: Fit
 def _train_tower(
     model, image_processor, images, labels, train, validation, weights, options, accelerator, desc
 ) -> None:
+    freeze_unreached_vision_parameters(model)
     groups = parameter_groups(model, options.lr, options.head_lr, options.weight_decay, options.layer_decay)
     optimizer = torch.optim.AdamW(groups)
     steps = options.epochs * math.ceil(len(train) / options.batch_size)

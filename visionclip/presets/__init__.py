@@ -45,6 +45,7 @@ _PRESET_KEYS = {
     "pretrained_towers",
     "image_mean",
     "image_std",
+    "vision_feature_layers",
 }
 
 
@@ -65,6 +66,7 @@ class Preset:
     pretrained_towers: dict[str, str] = field(default_factory=dict)
     image_mean: list[float] | None = None  # the normalisation the vision tower was trained with (default ImageNet's)
     image_std: list[float] | None = None
+    vision_feature_layers: list[int] | None = None  # VisionCLIPConfig.vision_feature_layers; None: the pooled output
 
     @property
     def max_text_length(self) -> int:
@@ -99,6 +101,7 @@ class Preset:
             text_pooling=self.text_pooling,
             logit_scale_init_value=self.logit_scale_init_value,
             logit_scale_max=self.logit_scale_max,
+            vision_feature_layers=self.vision_feature_layers,
             zero_shot_tasks={name: task.to_config() for name, task in recommended_tasks(knowledge).items()},
             prompt_templates=list(knowledge.prompt_templates),
         )

@@ -13,7 +13,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from modeling_visionclip import batch_norm_statistics_frozen
+from towers_visionclip import batch_norm_statistics_frozen
 
 from ..pixels import PixelNormalizer
 from ..streaming import FundusStream, make_dataloader

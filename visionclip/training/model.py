@@ -17,7 +17,7 @@ from .config import TrainConfig
 from .distributed import refuse_fsdp
 from .hardware import channels_last_is_safe
 from .supervised import freeze_text_side
-from .towers import lock_tower
+from .towers import freeze_unreached_vision_parameters, lock_tower
 
 
 @dataclass
@@ -41,6 +41,7 @@ def prepare_model(config: TrainConfig, accelerator: Accelerator) -> TrainingMode
         frozen += lock_tower(model.vision_model, config.lock_image_unlocked_layers)
     if config.lock_text:
         frozen += lock_tower(model.text_model, config.lock_text_unlocked_layers)
+    freeze_unreached_vision_parameters(model)
     if config.objective == "supervised":
         freeze_text_side(model)
     if config.gradient_checkpointing:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-from modeling_visionclip import hold_absent_squeeze_excitation
+from towers_visionclip import hold_absent_squeeze_excitation
 
 _BLOCK_LISTS = ("encoder.stages", "encoder.blocks", "encoder.layer", "encoder.layers", "layers")
 # Layers after the last block that feed the pooled features: unlocked with it (EfficientNet's 1x1 head convolution,
@@ -52,3 +53,33 @@ def lock_tower(tower: nn.Module, unlocked_blocks: int = 0) -> list[nn.Module]:
         hold_absent_squeeze_excitation(tower)  # an unlocked block's left-out squeeze-excitation stays frozen
     unlocked_ids = {id(m) for block in unlocked for m in block.modules()}
     return [m for m in tower.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and id(m) not in unlocked_ids]
+
+
+def freeze_unreached_vision_parameters(model: nn.Module) -> list[str]:
+    """Freeze the image tower's trainable parameters that the image features never reach; returns their names.
+
+    With `vision_feature_layers`, what follows the last chosen hidden state (EfficientNet's head convolution,
+    ConvNeXt's final norm) computes nothing the model uses: frozen, it gets no optimizer state and no weight decay,
+    and distributed training does not wait for its gradients. Found by one backward pass on a small input in eval mode
+    (batch-norm statistics untouched)."""
+    if not getattr(model.config, "vision_feature_layers", None):
+        return []
+    trainable = [(name, p) for name, p in model.vision_model.named_parameters() if p.requires_grad]
+    if not trainable:
+        return []
+    size = getattr(model.config.vision_config, "image_size", 64)
+    size = size if isinstance(size, int) else 64
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            probe = torch.randn(1, 3, size, size, device=model.visual_projection.weight.device)
+            features = model.get_image_features(probe).pooler_output
+            grads = torch.autograd.grad(features.sum(), [p for _, p in trainable], allow_unused=True)
+    finally:
+        model.train(was_training)
+    unreached = [name for (name, parameter), grad in zip(trainable, grads, strict=True) if grad is None]
+    for name, parameter in trainable:
+        if name in unreached:
+            parameter.requires_grad_(False)
+    return unreached
