@@ -14,7 +14,7 @@ from tests.tiny_towers import TINY_LITE
 from visionclip.finetune.data import assign_folds, read_images
 from visionclip.finetune.fit import FitOptions, embed, fit, head_probabilities
 from visionclip.finetune.model import parameter_groups, wise_interpolate, zero_shot_classifier
-from visionclip.training.hardware import channels_last_is_safe
+from visionclip.hardware import channels_last_is_safe
 from visionclip.zeroshot.data import load_eval_dataset
 from visionclip.zeroshot.engine import class_probabilities
 from visionclip.zeroshot.tasks import load_task

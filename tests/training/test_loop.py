@@ -14,9 +14,9 @@ import pytest
 import torch
 from accelerate import Accelerator
 
+from visionclip.hardware import text_length_groups
 from visionclip.training.config import TrainConfig
 from visionclip.training.export import export_model
-from visionclip.training.hardware import text_length_groups
 from visionclip.training.loop import TEXT_KEYS, NonFiniteLossError, Trainer
 from visionclip.training.run import build_trainer
 

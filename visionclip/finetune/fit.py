@@ -19,9 +19,9 @@ from transformers import get_cosine_schedule_with_warmup
 
 from modeling_visionclip import VisionCLIPForImageClassification
 
+from ..hardware import channels_last_is_safe
 from ..precision import inference_autocast
-from ..training.hardware import channels_last_is_safe
-from ..training.towers import freeze_unreached_vision_parameters
+from ..tower_locking import freeze_unreached_vision_parameters
 from .data import inner_split
 from .model import parameter_groups, wise_interpolate
 

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from towers_visionclip import batch_norm_statistics_frozen
 
+from ..hardware import text_length_groups
 from ..pixels import PixelNormalizer
 from ..streaming import FundusStream, make_dataloader
 from ..zeroshot.heldout import HeldOutEvaluator, mean_auroc
@@ -22,7 +23,6 @@ from .checkpoint import TrainingState, load_checkpoint, new_run_id, save_checkpo
 from .config import TrainConfig
 from .data import split_files
 from .distributed import FailureBarrier, on_main_process
-from .hardware import text_length_groups
 from .model import TrainingModel
 from .resume import check_resumable, find_checkpoint, other_runs, read_trainer_state
 from .state_files import CheckpointError

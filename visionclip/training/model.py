@@ -13,11 +13,11 @@ from modeling_visionclip import VisionCLIPModel
 from processing_visionclip import VisionCLIPProcessor
 
 from ..factory import build_model
+from ..hardware import channels_last_is_safe
+from ..tower_locking import freeze_unreached_vision_parameters, lock_tower
 from .config import TrainConfig
 from .distributed import refuse_fsdp
-from .hardware import channels_last_is_safe
 from .supervised import freeze_text_side
-from .towers import freeze_unreached_vision_parameters, lock_tower
 
 
 @dataclass

@@ -22,6 +22,7 @@ import yaml
 from accelerate import Accelerator, PartialState
 from accelerate.utils import ProjectConfiguration, set_seed
 
+from ..hardware import fused_optimizer, tune_backends
 from ..locking import FolderInUseError
 from ..losses import build_loss
 from ..precision import PrecisionChoice, resolve_precision
@@ -30,7 +31,6 @@ from .config import TrainConfig
 from .data import DatasetError, check_dataset, dataset_source, split_files, training_stream
 from .distributed import FailureBarrier, ProcessFailedError, on_main_process
 from .export import export_model
-from .hardware import fused_optimizer, tune_backends
 from .loop import NonFiniteLossError, Trainer
 from .model import prepare_model
 from .optim import optimizer_and_schedule

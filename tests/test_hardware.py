@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from visionclip.factory import build_model
-from visionclip.training.hardware import channels_last_is_safe, fused_optimizer, text_length_groups, tune_backends
+from visionclip.hardware import channels_last_is_safe, fused_optimizer, text_length_groups, tune_backends
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
 

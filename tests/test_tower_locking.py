@@ -6,7 +6,7 @@ import torch
 from modeling_visionclip import VisionCLIPModel
 from tests.tiny_towers import TINY_LITE, TINY_VISION, tiny_config
 from visionclip.factory import build_model
-from visionclip.training.towers import freeze_unreached_vision_parameters, lock_tower, tower_blocks
+from visionclip.tower_locking import freeze_unreached_vision_parameters, lock_tower, tower_blocks
 
 
 def test_lock_keeps_last_blocks_trainable_and_reports_frozen_batch_norms():
