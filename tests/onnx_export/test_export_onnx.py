@@ -4,6 +4,7 @@ and refusals naming the problem."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -19,6 +20,7 @@ from visionclip.factory import build_model, load_model
 from visionclip.onnx import export as onnx_export
 from visionclip.onnx.export import RUNTIME_FILE, export_onnx
 from visionclip.onnx.runtime import ENCODER_FILES, SETTINGS_FILE, OnnxZeroShot
+from visionclip.presets import load_preset
 
 COSINE_TOLERANCE = 1e-4
 CLASS_NAMES = ["glaucoma", "diabetic retinopathy", "a normal fundus"]
@@ -98,6 +100,20 @@ def test_image_embeddings_match_eager_on_real_photographs(runtime: OnnxZeroShot,
     exported = runtime.encode_images(photos)
     assert cosines(eager, exported).min() >= 1 - COSINE_TOLERANCE
     assert cosines(eager[:1], eager[1:]).max() < 0.9999  # the photographs embed differently: a real comparison
+
+
+def test_a_model_reading_chosen_hidden_states_exports_exactly(photos, tmp_path: Path):
+    """`vision_feature_layers` at two strides (the stem's map and the last stage's, resized and stacked)."""
+    torch.manual_seed(0)
+    model, processor = build_model(dataclasses.replace(load_preset("small"), vision_feature_layers=[0, -1]))
+    folder = tmp_path / "model"
+    model.eval().save_pretrained(folder)
+    processor.save_pretrained(folder)
+    runtime = OnnxZeroShot(export_onnx(folder, tmp_path / "onnx"), threads=1)
+    pixels = processor.image_processor(photos, return_tensors="pt")["pixel_values"]
+    with torch.no_grad():
+        eager = model.encode_image(pixels).numpy()
+    assert cosines(eager, runtime.encode_images(photos)).min() >= 1 - COSINE_TOLERANCE
 
 
 def test_the_batch_axis_is_dynamic(runtime: OnnxZeroShot, photos):
