@@ -65,8 +65,10 @@ def build_pair(preset: str = "small"):
     ours, processor = build_model(preset)
     text = type(ours.text_model)(ours.config.text_config, add_pooling_layer=True)  # the peer projects the pooler
     text.load_state_dict(ours.text_model.state_dict(), strict=False)
-    peer = VisionTextDualEncoderModel(vision_model=FlatPooledVision(copy.deepcopy(ours.vision_model)), text_model=text)
-    peer.visual_projection = nn.Linear(ours.vision_embed_dim, ours.config.projection_dim, bias=False)
+    vision = FlatPooledVision(copy.deepcopy(ours.vision_model))
+    peer = VisionTextDualEncoderModel(vision_model=vision, text_model=text)
+    # the peer can only project the tower's pooled output; VisionCLIP reads the preset's `vision_feature_layers`
+    peer.visual_projection = nn.Linear(vision.config.hidden_size, ours.config.projection_dim, bias=False)
     peer.text_projection = nn.Linear(ours.text_embed_dim, ours.config.projection_dim, bias=False)
     return ours, peer, processor
 
