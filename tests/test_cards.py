@@ -54,3 +54,13 @@ def test_card_base_models_are_hub_ids_only(tiny_folder, tmp_path):
     (folder / "training_config.yaml").write_text(yaml.safe_dump({"preset": "small-pretrained", **towers}))
     card = render_model_card(folder, model_path=str(folder))
     assert card.data.base_model == ["sentence-transformers/all-MiniLM-L6-v2"]  # a packaged tower's name is not one
+
+
+def test_card_names_the_hidden_states_that_make_the_image_features(tiny_folder, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    assert "a resnet vision tower" in render_model_card(folder, model_path=str(folder)).text
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "vision_feature_layers": [0, -1]}))
+    text = render_model_card(folder, model_path=str(folder)).text
+    assert "a resnet (image features: the averaged hidden states [0, -1], concatenated) vision tower" in text

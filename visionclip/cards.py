@@ -192,7 +192,7 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
         model_name=model_name,
         model_path=model_path,
         example_image=f"examples/{examples[0].name}" if examples else "examples/fundus.png",
-        vision_tower=config["vision_config"]["model_type"],
+        vision_tower=_vision_tower_words(config),
         text_tower=config["text_config"]["model_type"],
         projection_dim=config["projection_dim"],
         image_size=processor.get("image_processor", {}).get("size", {}).get("height", "?"),
@@ -260,3 +260,12 @@ def render_dataset_card(
         num_rejected=num_rejected,
         statistics=label_statistics(counts),
     )
+
+
+def _vision_tower_words(config: dict[str, Any]) -> str:
+    """The vision tower's type, and which of its hidden states make the image features when the config chooses."""
+    kind = config["vision_config"]["model_type"]
+    layers = config.get("vision_feature_layers")
+    if not layers:
+        return kind
+    return f"{kind} (image features: the averaged hidden states {layers}, concatenated)"
