@@ -45,8 +45,8 @@ class VisionCLIPConfig(PreTrainedConfig):
             Which of a CNN vision tower's `hidden_states` make the image features (indices as the tower returns them
             with `output_hidden_states=True`: 0 is the stem, negative counts from the end): the maps are resized
             to the finest of them, stacked along channels and averaged over positions before the projection (for
-            maps of one size, the concatenated averages). `None` takes the tower's own pooled output. Earlier stages keep what an ImageNet head discards; for a locked tower they widen what
-            the projection can see at no extra cost.
+            maps of one size, the concatenated averages). `None` takes the tower's own pooled output. Stages
+            before an ImageNet head keep what that head, trained for ImageNet's classes, discards.
 
     Example:
 

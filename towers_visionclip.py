@@ -21,13 +21,14 @@ def vision_feature_size(vision_config, feature_layers: list[int] | None = None) 
     else its pooled output's, the last stage of a CNN (EfficientNet's head width) or a transformer's hidden size."""
     if feature_layers:
         widths = hidden_state_widths(vision_config)
-        try:
-            return sum(widths[index] for index in feature_layers)
-        except IndexError:
+        if not all(-len(widths) <= index < len(widths) for index in feature_layers):
             raise ValueError(
                 f"vision_feature_layers {feature_layers} name hidden states the {vision_config.model_type} tower "
                 f"does not have: it returns {len(widths)} (indices {-len(widths)}..{len(widths) - 1})"
-            ) from None
+            )
+        if len({index % len(widths) for index in feature_layers}) != len(feature_layers):
+            raise ValueError(f"vision_feature_layers {feature_layers} name one hidden state twice")
+        return sum(widths[index] for index in feature_layers)
     if getattr(vision_config, "model_type", None) == "efficientnet":
         return vision_config.hidden_dim
     hidden_sizes = getattr(vision_config, "hidden_sizes", None)

@@ -30,7 +30,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
-from modeling_visionclip import VisionCLIPModel, vision_feature_size
+from modeling_visionclip import VisionCLIPModel
+from towers_visionclip import vision_feature_size
 from visionclip.captions import Captioner
 from visionclip.factory import build_model
 from visionclip.precision import resolve_precision

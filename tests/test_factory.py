@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import torch
 from safetensors.torch import save_file
 from transformers import BertConfig, BertModel, EfficientNetModel, ResNetConfig, ResNetModel
 
+from visionclip import resources
 from visionclip.factory import build_from_config, build_model, load_model, source_kind
 from visionclip.packaged_towers import LITE_IMAGE_MEAN, tower_source
 from visionclip.presets import load_preset
@@ -187,3 +189,35 @@ def test_small_pretrained_builds_with_random_towers_when_told_none(tower_cache):
         first = next(name for name, _ in random_tower.named_parameters())
         assert not torch.equal(random_tower.get_parameter(first), started.get_parameter(first)), first
     assert len(processor.tokenizer) == model.config.text_config.vocab_size == 30522
+
+
+def tiny_preset_with_layers(tmp_path) -> str:
+    """The tiny preset as a YAML file that reads its stem's and last stage's hidden states."""
+    path = tmp_path / "tiny-layers.yaml"
+    path.write_text((resources.data_path("presets") / "tiny.yaml").read_text() + "vision_feature_layers: [0, -1]\n")
+    return str(path)
+
+
+def test_a_presets_feature_layers_go_only_with_its_own_vision_tower(tmp_path):
+    preset = tiny_preset_with_layers(tmp_path)
+    assert build_model(preset)[0].config.vision_feature_layers == [0, -1]
+    assert build_model(preset, vision_tower="none")[0].config.vision_feature_layers == [0, -1]
+    other = ResNetModel(ResNetConfig(**{**TINY_RESNET, "hidden_sizes": [8, 16, 24], "depths": [1, 1, 1]}))
+    other.save_pretrained(tmp_path / "other")
+    model, _ = build_model(preset, vision_tower=str(tmp_path / "other"))
+    assert model.config.vision_feature_layers is None and model.vision_embed_dim == 24  # its pooled output
+
+
+@pytest.mark.parametrize("recorded", [None, [0, -1]], ids=["written-before-the-option", "recorded"])
+def test_a_checkpoint_reads_the_image_features_its_weights_were_trained_on(tmp_path, recorded):
+    preset = tiny_preset_with_layers(tmp_path)
+    trained, _ = build_model(dataclasses.replace(load_preset(preset), vision_feature_layers=recorded))
+    weights = {f"model.{name}": tensor.contiguous() for name, tensor in trained.state_dict().items()}
+    save_file(weights, tmp_path / "weights.safetensors")
+    state = {"step": 3, "config": {"preset": preset, "vision_tower": None, "text_tower": None}}
+    if recorded is not None:
+        state["vision_feature_layers"] = recorded
+    (tmp_path / "trainer_state.json").write_text(json.dumps(state))
+    model, _ = load_model(tmp_path)
+    assert model.config.vision_feature_layers == recorded
+    torch.testing.assert_close(model.visual_projection.weight, trained.visual_projection.weight)

@@ -444,6 +444,8 @@ def test_bad_vision_feature_layers_are_refused(layers):
 def test_vision_feature_layers_out_of_range_or_on_a_transformer_are_named():
     with pytest.raises(ValueError, match=r"\[7\] name hidden states the resnet tower does not have: it returns 3"):
         VisionCLIPModel(tiny_config(vision_feature_layers=[7]))
+    with pytest.raises(ValueError, match=r"\[-1, 2\] name one hidden state twice"):
+        VisionCLIPModel(tiny_config(vision_feature_layers=[-1, 2]))
     vit = {"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
            "intermediate_size": 64, "image_size": 64, "patch_size": 16}  # fmt: skip
     with pytest.raises(ValueError, match="needs a CNN tower .* the vision tower is 'vit'"):

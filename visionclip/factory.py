@@ -17,6 +17,7 @@ Load (evaluation mode):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Literal
@@ -57,8 +58,12 @@ def build_model(
     `vision_tower` / `text_tower` (a packaged tower's name from `visionclip.packaged_towers`, a Hub id or a local
     folder) replace the preset's random towers with pretrained ones, and the text tower's tokenizer replaces the
     preset's; the preset's projection, image size, normalisation, temperature and zero-shot tasks stay. Not given
-    (None), a tower is the preset's `pretrained_towers` entry if it has one, else random; `"none"` is random."""
+    (None), a tower is the preset's `pretrained_towers` entry if it has one, else random; `"none"` is random. The
+    preset's `vision_feature_layers` index its own vision tower's hidden states: another vision tower reads its pooled
+    output."""
     preset = preset if isinstance(preset, Preset) else load_preset(preset)
+    if preset.vision_feature_layers and not _is_preset_vision_tower(vision_tower, preset):
+        preset = dataclasses.replace(preset, vision_feature_layers=None)
     vision_tower, text_tower = (
         _chosen_tower(given, preset.pretrained_towers.get(which))
         for which, given in (("vision", vision_tower), ("text", text_tower))
@@ -79,6 +84,11 @@ def build_model(
         vision_tower, text_tower, **random_towers, **{name: getattr(config, name) for name in _SHARED_FIELDS}
     )
     return model, processor
+
+
+def _is_preset_vision_tower(given: str | None, preset: Preset) -> bool:
+    """Whether `given` (a `vision_tower` argument) keeps the preset's vision architecture."""
+    return given is None or given.lower() == RANDOM_TOWER or given == preset.pretrained_towers.get("vision")
 
 
 def _chosen_tower(given: str | None, preset_default: str | None) -> str | None:
@@ -130,8 +140,14 @@ def load_model(source: str | Path) -> tuple[VisionCLIPModel, VisionCLIPProcessor
 
 
 def _load_checkpoint(folder: Path) -> tuple[VisionCLIPModel, VisionCLIPProcessor]:
-    config = json.loads((folder / TRAINER_STATE).read_text())["config"]
-    model, processor = build_model(config["preset"], config.get("vision_tower"), config.get("text_tower"))
+    state = json.loads((folder / TRAINER_STATE).read_text())
+    config = state["config"]
+    # the image features the weights were trained on: a checkpoint written before the option existed read the pooled
+    # output, whatever its preset says today
+    preset = dataclasses.replace(
+        load_preset(config["preset"]), vision_feature_layers=state.get("vision_feature_layers")
+    )
+    model, processor = build_model(preset, config.get("vision_tower"), config.get("text_tower"))
     weights = load_file(folder / CHECKPOINT_WEIGHTS)
     model.load_state_dict(
         {name.removeprefix(MODEL_PREFIX): t for name, t in weights.items() if name.startswith(MODEL_PREFIX)}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from towers_visionclip import hidden_state_widths
+
 
 def channels_last_is_safe(model: nn.Module, gradient_checkpointing: bool, device: torch.device) -> bool:
     """Channels-last speeds up CNN training on GPUs and on CPUs (about 1.3x here), but torch 2.13's CPU (oneDNN)
@@ -13,7 +15,10 @@ def channels_last_is_safe(model: nn.Module, gradient_checkpointing: bool, device
     if device.type != "cpu":
         return True
     vision = model.config.vision_config
-    widths = [getattr(vision, "embedding_size", 16), *getattr(vision, "hidden_sizes", [])]
+    try:
+        widths = hidden_state_widths(vision)
+    except ValueError:  # not a CNN: no convolution but the patch embedding
+        widths = [16]
     return not gradient_checkpointing and min(widths) >= 16
 
 

@@ -60,8 +60,8 @@ def freeze_unreached_vision_parameters(model: nn.Module) -> list[str]:
 
     With `vision_feature_layers`, what follows the last chosen hidden state (EfficientNet's head convolution,
     ConvNeXt's final norm) computes nothing the model uses: frozen, it gets no optimizer state and no weight decay,
-    and distributed training does not wait for its gradients. Found by one backward pass on a small input in eval mode
-    (batch-norm statistics untouched)."""
+    and distributed training does not wait for its gradients. Found by one backward pass of a blank image at the
+    tower's configured size, in eval mode (batch-norm statistics untouched, no random numbers drawn)."""
     if not getattr(model.config, "vision_feature_layers", None):
         return []
     trainable = [(name, p) for name, p in model.vision_model.named_parameters() if p.requires_grad]
@@ -69,15 +69,16 @@ def freeze_unreached_vision_parameters(model: nn.Module) -> list[str]:
         return []
     size = getattr(model.config.vision_config, "image_size", 64)
     size = size if isinstance(size, int) else 64
-    was_training = model.training
+    modes = {module: module.training for module in model.modules()}
     model.eval()
     try:
         with torch.enable_grad():
-            probe = torch.randn(1, 3, size, size, device=model.visual_projection.weight.device)
-            features = model.get_image_features(probe).pooler_output
+            blank = torch.zeros(1, 3, size, size, device=model.visual_projection.weight.device)
+            features = model.get_image_features(blank).pooler_output
             grads = torch.autograd.grad(features.sum(), [p for _, p in trainable], allow_unused=True)
     finally:
-        model.train(was_training)
+        for module, training in modes.items():
+            module.training = training
     unreached = [name for (name, parameter), grad in zip(trainable, grads, strict=True) if grad is None]
     for name, parameter in trainable:
         if name in unreached:

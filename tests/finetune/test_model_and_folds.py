@@ -10,7 +10,7 @@ import torch
 
 from configuration_visionclip import VisionCLIPConfig
 from modeling_visionclip import VisionCLIPModel
-from tests.tiny_towers import TINY_LITE
+from tests.tiny_towers import TINY_LITE, tiny_config
 from visionclip.finetune.data import assign_folds, read_images
 from visionclip.finetune.fit import FitOptions, embed, fit, head_probabilities
 from visionclip.finetune.model import parameter_groups, wise_interpolate, zero_shot_classifier
@@ -91,17 +91,27 @@ def test_group_folds_keep_every_patient_on_one_side(data):
 
 def test_full_fine_tuning_trains_channels_last_and_returns_contiguous_weights(data, tiny_model_and_processor):
     model, processor = tiny_model_and_processor
-    config = VisionCLIPConfig(  # 16+ channels everywhere: channels-last is used on a CPU only then
-        vision_config=TINY_LITE,
+    lite = {**TINY_LITE, "width_coefficient": 1.0, "hidden_dim": 1280}  # Lite0's widths: 16+ channels everywhere
+    config = VisionCLIPConfig(
+        vision_config=lite,
         text_config=model.config.text_config.to_dict(),
         projection_dim=model.config.projection_dim,
         prompt_templates=model.config.prompt_templates,
     )
-    lite = VisionCLIPModel(config).eval()
-    assert channels_last_is_safe(lite, gradient_checkpointing=False, device=torch.device("cpu"))
-    start = zero_shot_classifier(lite, processor.tokenizer, load_task("hrf"), data.classes).eval()
+    wide = VisionCLIPModel(config).eval()
+    assert channels_last_is_safe(wide, gradient_checkpointing=False, device=torch.device("cpu"))
+    assert not channels_last_is_safe(VisionCLIPModel(tiny_config(vision_config=TINY_LITE)), False, torch.device("cpu"))
+    start = zero_shot_classifier(wide, processor.tokenizer, load_task("hrf"), data.classes).eval()
+    layouts = []  # of the training batches (inference makes its own batches channels-last anyway)
+
+    def record(module, args, kwargs):
+        if torch.is_grad_enabled():
+            layouts.append(kwargs["pixel_values"].is_contiguous(memory_format=torch.channels_last))
+
+    start.vision_model.register_forward_pre_hook(record, with_kwargs=True)
     options = FitOptions(mode="full", epochs=1, batch_size=8, lr=1e-2, head_lr=1e-1)
     fitted = fit(start, processor.image_processor, data.images, data.labels, options)
+    assert layouts and all(layouts)
     assert all(tensor.is_contiguous() for tensor in fitted.state_dict().values())
     changed = [
         name for name, tensor in fitted.state_dict().items() if not torch.equal(tensor, start.state_dict()[name])

@@ -199,29 +199,35 @@ def _train_tower(
     targets = torch.from_numpy(labels).to(device)
     stopping, rng = _EarlyStopping(options.patience), np.random.default_rng(options.seed)
     progress = tqdm(range(options.epochs), desc=f"{desc} (full)", leave=False)
-    for _ in progress:
-        trained.train()
-        seen, began = 0, time.perf_counter()
-        for batch in _batches(train, options.batch_size, rng):
-            pixels = pixel_values(image_processor, [images[i] for i in batch]).to(device)
-            if channels_last:
-                pixels = pixels.contiguous(memory_format=torch.channels_last)
-            with accelerator.autocast() if accelerator is not None else inference_autocast(options.precision, device):
-                logits = trained(pixel_values=pixels).logits
-            loss = loss_fn(logits.float(), targets[batch])
-            optimizer.zero_grad()
-            accelerator.backward(loss) if accelerator is not None else loss.backward()
-            optimizer.step()
-            schedule.step()
-            seen += len(batch)
-        val_loss = None
-        if len(validation):
-            vectors = embed(model, image_processor, [images[i] for i in validation], options.precision)
-            with torch.no_grad():
-                val_loss = loss_fn(model.classifier(vectors), targets[validation]).item()
-        rate = seen / max(time.perf_counter() - began, 1e-9)
-        progress.set_postfix(loss=f"{loss.item():.3f}", val_loss=val_loss, images_per_s=f"{rate:.1f}")
-        if stopping.update(model, val_loss):
-            break
-    stopping.restore(model)
-    model.to(memory_format=torch.contiguous_format)
+    try:
+        for _ in progress:
+            trained.train()
+            seen, began = 0, time.perf_counter()
+            for batch in _batches(train, options.batch_size, rng):
+                pixels = pixel_values(image_processor, [images[i] for i in batch]).to(device)
+                if channels_last:
+                    pixels = pixels.contiguous(memory_format=torch.channels_last)
+                with (
+                    accelerator.autocast()
+                    if accelerator is not None
+                    else inference_autocast(options.precision, device)
+                ):
+                    logits = trained(pixel_values=pixels).logits
+                loss = loss_fn(logits.float(), targets[batch])
+                optimizer.zero_grad()
+                accelerator.backward(loss) if accelerator is not None else loss.backward()
+                optimizer.step()
+                schedule.step()
+                seen += len(batch)
+            val_loss = None
+            if len(validation):
+                vectors = embed(model, image_processor, [images[i] for i in validation], options.precision)
+                with torch.no_grad():
+                    val_loss = loss_fn(model.classifier(vectors), targets[validation]).item()
+            rate = seen / max(time.perf_counter() - began, 1e-9)
+            progress.set_postfix(loss=f"{loss.item():.3f}", val_loss=val_loss, images_per_s=f"{rate:.1f}")
+            if stopping.update(model, val_loss):
+                break
+        stopping.restore(model)
+    finally:  # a failed run leaves no model in the channels-last layout behind
+        model.to(memory_format=torch.contiguous_format)

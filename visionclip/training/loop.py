@@ -294,6 +294,8 @@ class Trainer:
             "nonfinite_total": self.nonfinite_total,
             "history": self.history,
             "config": self.config.to_dict(),
+            # the preset may change; the checkpoint's weights fit these (absent: written before the option existed)
+            "vision_feature_layers": self.model.config.vision_feature_layers,
         }
         save_checkpoint(
             self.accelerator,
