@@ -79,8 +79,7 @@ def freeze_unreached_vision_parameters(model: nn.Module) -> list[str]:
     finally:
         for module, training in modes.items():
             module.training = training
-    unreached = [name for (name, parameter), grad in zip(trainable, grads, strict=True) if grad is None]
-    for name, parameter in trainable:
-        if name in unreached:
-            parameter.requires_grad_(False)
-    return unreached
+    unreached = [(name, parameter) for (name, parameter), grad in zip(trainable, grads, strict=True) if grad is None]
+    for _, parameter in unreached:
+        parameter.requires_grad_(False)
+    return [name for name, _ in unreached]
