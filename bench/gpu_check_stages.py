@@ -157,10 +157,19 @@ def accelerator_and_precision(stage: Stage):
     return Accelerator(cpu=not cuda, mixed_precision=choice.mixed_precision), choice
 
 
+RECIPE = ROOT / "configs" / "train" / "flair_reference.yaml"
+RECIPE_MODEL_OPTIONS = ("lock_image", "lock_text", "loss")  # what the measured step trains, as the recipe sets it
+
+
 def train_config(stage: Stage, precision: str, **overrides: Any):
+    """A trainer's options for the step stages: the recipe's towers and loss at the stage's sizes."""
+    import yaml
+
     from visionclip.training.config import TrainConfig
 
+    recipe = yaml.safe_load(RECIPE.read_text())
     values = {
+        **{option: recipe[option] for option in RECIPE_MODEL_OPTIONS if option in recipe},
         "preset": stage.sizes.preset,
         "dataset": str(stage.data("png")),
         "batch_size": stage.sizes.batch,
@@ -353,7 +362,10 @@ def stage_step(stage: Stage) -> None:
 
     accelerator, choice = accelerator_and_precision(stage)
     sizes, shared = stage.sizes, {}
-    stage.record(device=describe_device(accelerator.device), precision=choice.summary(), preset=sizes.preset)
+    options = {option: getattr(train_config(stage, choice.mixed_precision), option) for option in RECIPE_MODEL_OPTIONS}
+    stage.record(
+        device=describe_device(accelerator.device), precision=choice.summary(), preset=sizes.preset, trains=options
+    )
     results = {}
     for checkpointing in (False, True):
         key = f"batch_{sizes.batch}_gradient_checkpointing_{'on' if checkpointing else 'off'}"

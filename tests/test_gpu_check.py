@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BENCH = REPO_ROOT / "bench"
@@ -61,6 +62,9 @@ def test_dry_run_runs_every_stage_and_reports_its_figures(dry_run):
     step = report["stages"]["step"]["result"]
     assert step["matmul_peak_tflops"] > 0 and step["step_gflops_per_image"] > 0
     assert step["precision"].startswith("mixed precision auto -> ")
+    recipe = yaml.safe_load((REPO_ROOT / "configs" / "train" / "flair_reference.yaml").read_text())
+    assert recipe["lock_image"] is False and step["trains"]["lock_image"] is False  # the recipe trains both towers
+    assert step["trains"]["loss"] == recipe["loss"]
     for checkpointing in ("off", "on"):
         result = step[f"batch_8_gradient_checkpointing_{checkpointing}"]
         assert result["images_per_s"] > 0 and result["mfu"] > 0 and math.isfinite(result["loss"])
@@ -166,3 +170,26 @@ def test_a_stage_over_its_budget_is_stopped_recorded_and_the_next_one_starts(tmp
     assert report["stages"]["loader"]["status"] == "failed"  # it ran, and found no generated set
     assert "no generated set" in report["stages"]["loader"]["result"]["error"]
     assert report["ok"] is False
+
+
+def test_main_job_is_recorded_as_not_run_where_the_default_presets_towers_are_missing(monkeypatch):
+    gpu_check = load_bench("gpu_check")
+    assert gpu_check.why_stage_cannot_run("main_job") is None  # make setup installs the packaged towers
+    assert gpu_check.why_stage_cannot_run("ddp") is None
+
+    from visionclip import packaged_towers
+
+    real_find_spec = packaged_towers.importlib.util.find_spec
+    missing = packaged_towers.ALL_MINILM_L6_V2.module
+    monkeypatch.setattr(
+        packaged_towers.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == missing else real_find_spec(name, *a),
+    )
+    why = gpu_check.why_stage_cannot_run("main_job")
+    assert "small-pretrained" in why and packaged_towers.ALL_MINILM_L6_V2.install_command in why
+
+    report = {"stages": {"data": {"status": "ok"}, "main_job": {"status": f"not run: {why}"}}, "checks": {"x": True}}
+    assert gpu_check.report_ok(report) is True
+    report["stages"]["ddp"] = {"status": "overrun"}
+    assert gpu_check.report_ok(report) is False
