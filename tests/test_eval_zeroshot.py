@@ -124,6 +124,7 @@ def test_unreadable_images_are_counted_and_named(tiny_folder, tmp_path, capsys):
         (["--shots", "0"], "--shots must be at least 1"),
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--batch-size", "-1"], "--batch-size must be at least 1"),
+        (["--unit-columns", "patient", "side"], "no unit column(s) ['patient', 'side']"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(args, message, capsys, tiny_folder):
@@ -248,3 +249,21 @@ def test_explain_to_a_path_that_cannot_be_a_folder_fails_before_evaluating(
         eval_zeroshot.main(argv)
     assert message in capsys.readouterr().err
     assert not (tmp_path / "o").exists()  # nothing was evaluated
+
+
+def test_unit_columns_score_each_eye_once_from_the_mean_of_its_fields(tiny_folder, tmp_path):
+    mfiddr = real_data_dir() / "mfiddr" / "labels.csv"
+    common = ["--model", str(tiny_folder), "--dataset", f"mfiddr:{mfiddr}", "--no-random-baseline", "--num-workers"]
+    common += ["0", "--modes", "zero-shot", "cross-validated", "--bootstrap", "20"]
+    assert eval_zeroshot.main([*common, "--output-dir", str(tmp_path / "images")]) == 0
+    assert (
+        eval_zeroshot.main([*common, "--unit-columns", "patient", "eye", "--output-dir", str(tmp_path / "eyes")]) == 0
+    )
+    per_image = {e["mode"]: e for e in json.loads((tmp_path / "images" / "results.json").read_text())}
+    per_eye = {e["mode"]: e for e in json.loads((tmp_path / "eyes" / "results.json").read_text())}
+    for mode in ("zero-shot", "cross-validated"):
+        assert per_image[mode]["metrics"]["num_samples"] == 96
+        assert per_eye[mode]["metrics"]["num_samples"] == 24  # 12 patients x 2 eyes, four fields each
+        assert per_eye[mode]["metrics"]["num_groups"] == 12
+        assert "the 24 units' images (4-4 each) averaged" in per_eye[mode]["evaluated_on"]
+    assert per_eye["zero-shot"]["metrics"]["auroc"] != per_image["zero-shot"]["metrics"]["auroc"]

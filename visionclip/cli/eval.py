@@ -4,6 +4,7 @@
     python eval_zeroshot.py --model org/visionclip --dataset idrid_grading:/data/idrid/labels.csv
     python eval_zeroshot.py --model ./model --dataset refuge:/data/refuge_folder --dataset hrf:synthetic
     python eval_zeroshot.py --model ./model --dataset my_task.yaml:/data/my/labels.csv --compare other/model
+    python eval_zeroshot.py --dataset mfiddr:/data/mfiddr/labels.csv --unit-columns patient eye   # one score per eye
 
 `--model` is a saved folder, a Hub id, a training checkpoint folder or a preset name (random weights).
 `--dataset TASK:SOURCE`: TASK is a task name (visionclip/data/eval_tasks) or a task YAML file; SOURCE is a CSV of
@@ -11,7 +12,9 @@
 or Hub id, or `synthetic` (held-out images from the generator). A dataset without a split column is evaluated
 whole: zero-shot scores every image, few-shot probes train on --shots images per class and score the rest. Each
 model is compared with a randomly initialised model of the same architecture (random features: its batch norms'
-statistics are estimated on each set's images, not its labels). Writes results.json, results.md, model_index.json and
+statistics are estimated on each set's images, not its labels). Where a label covers several images (a DR grade
+per eye over four fields), `--unit-columns` names the unit: its images' class probabilities are averaged and each
+unit is scored once. Writes results.json, results.md, model_index.json and
 PNG plots to --output-dir. `--explain OUT_DIR` also writes heatmap overlays (PNG) of --explain-per-class images of
 each class of each set (from the split zero-shot scores), for the class the model predicts and, where it is wrong,
 the true class, with the evaluation's prompt ensembles: `OUT_DIR/<task>/<true>__<image>__<class>.png`.
@@ -69,6 +72,15 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
         help="the patient (or eye) of each image, where the data has it: images of one patient are not independent, "
         "so confidence intervals resample whole patients (default patient)",
     )
+    parser.add_argument(
+        "--unit-columns",
+        nargs="+",
+        default=[],
+        metavar="COLUMN",
+        help="columns that together name what a label belongs to where it covers several images (e.g. `patient eye` "
+        "for a DR grade per eye over four fields): each unit's class probabilities are averaged over its images and "
+        "the unit is scored once (default: every image scored)",
+    )
     parser.add_argument("--image-column", default="image")
     parser.add_argument("--hf-split", default="test", help="split of a `datasets` source (default test)")
     parser.add_argument("--synthetic-count", type=int, default=300, help="images for a `synthetic` source")
@@ -108,6 +120,7 @@ def load_datasets(specs: list[str], args: argparse.Namespace) -> list[EvalDatase
         "fold": args.fold_column,
         "group": args.group_column,
         "image": args.image_column,
+        "unit": tuple(args.unit_columns),
     }
     loaded = []
     for spec in specs:

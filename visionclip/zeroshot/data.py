@@ -18,8 +18,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 
 @dataclass
 class EvalItem:
-    """One image to score: where it comes from, its class index, and its optional split, fold and group (the
-    patient or eye it shows: images of one group are not independent)."""
+    """One image to score: where it comes from, its class index, and its optional split, fold, group (the
+    patient or eye it shows: images of one group are not independent) and unit (what the label belongs to, where a
+    label covers several images, such as an eye's DR grade and its four fields)."""
 
     id: str
     image: Any  # a path, encoded bytes / `datasets` image dict, or a PIL image
@@ -27,6 +28,7 @@ class EvalItem:
     split: str | None = None
     fold: int | None = None
     group: str | None = None
+    unit: str | None = None
 
 
 @dataclass
@@ -55,6 +57,17 @@ class EvalDataset:
         return all(item.group is not None for item in self.items)
 
 
+def unit_name(row: Mapping[str, Any], columns: tuple[str, ...], where: str) -> str | None:
+    """The unit a row's label belongs to: its `columns` values joined by "/" (None without unit columns)."""
+    if not columns:
+        return None
+    values = [str(row.get(column) if row.get(column) is not None else "").strip() for column in columns]
+    if not all(values):
+        missing = [column for column, value in zip(columns, values, strict=True) if not value]
+        raise ValueError(f"{where}no value in the unit column(s) {missing}")
+    return "/".join(values)
+
+
 def from_folder(root: Path, task: ZeroShotTask, name: str) -> EvalDataset:
     """`root/<label>/**/<image>`: one subfolder per class label of the task."""
     folders = sorted(p for p in root.iterdir() if p.is_dir())
@@ -78,6 +91,10 @@ def from_csv(path: Path, task: ZeroShotTask, name: str, columns: Mapping[str, st
         for role in ("file", "label"):
             if columns[role] not in header:
                 raise ValueError(f"{path}: no {role} column {columns[role]!r} (columns: {header})")
+        unit_columns = tuple(columns.get("unit", ()))
+        absent = [column for column in unit_columns if column not in header]
+        if absent:
+            raise ValueError(f"{path}: no unit column(s) {absent} (columns: {header})")
         rows = list(reader)
     items = []
     for number, row in enumerate(rows, start=2):
@@ -95,6 +112,7 @@ def from_csv(path: Path, task: ZeroShotTask, name: str, columns: Mapping[str, st
                 split,
                 int(fold) if fold else None,
                 group,
+                unit_name(row, unit_columns, f"{path}, row {number}: "),
             )
         )
     return EvalDataset(name, str(path), task, items)
@@ -108,6 +126,10 @@ def from_datasets(source: str, task: ZeroShotTask, name: str, columns: Mapping[s
     for role in ("image", "label"):
         if columns[role] not in dataset.column_names:
             raise ValueError(f"{source}: no {role} column {columns[role]!r} (columns: {dataset.column_names})")
+    unit_columns = tuple(columns.get("unit", ()))
+    absent = [column for column in unit_columns if column not in dataset.column_names]
+    if absent:
+        raise ValueError(f"{source}: no unit column(s) {absent} (columns: {dataset.column_names})")
     if isinstance(dataset.features[columns["image"]], datasets.Image):
         dataset = dataset.cast_column(columns["image"], datasets.Image(decode=False))
     label_feature = dataset.features[columns["label"]]
@@ -125,6 +147,7 @@ def from_datasets(source: str, task: ZeroShotTask, name: str, columns: Mapping[s
                 row.get(columns["split"]),
                 int(fold) if fold is not None else None,
                 str(group) if group is not None else None,
+                unit_name(row, unit_columns, f"{source}[{index}]: "),
             )
         )
     return EvalDataset(name, source, task, items)

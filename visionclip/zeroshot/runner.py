@@ -14,6 +14,7 @@ from .data import EvalDataset, EvalItem
 from .engine import class_probabilities, embed_images
 from .probe import cross_validated, fit_predict, k_shot_indices
 from .report import score
+from .units import average_over_units
 
 MODES = ("zero-shot", "few-shot", "cross-validated")
 
@@ -164,9 +165,17 @@ def evaluate_dataset(
             np.arange(len(items)),
             "all images, each fold scored by a probe trained on the others",
         )
+    units = [item.unit for item in items] if all(item.unit is not None for item in items) else None
     entries, raw = [], {}
     for mode, (probs, rows, described) in runs.items():
         references, row_groups = y[rows], None if groups is None else groups[rows].tolist()
+        if units is not None:
+            by_unit = average_over_units(probs, references, [units[i] for i in rows], row_groups)
+            probs, references, row_groups = by_unit.probabilities, by_unit.references, by_unit.groups
+            described += (
+                f"; scored per unit: the class probabilities of each of the {len(references)} units' images "
+                f"({int(by_unit.images.min())}-{int(by_unit.images.max())} each) averaged"
+            )
         described += calibrated
         if row_groups is not None:
             described += f"; confidence intervals resample the {len(set(row_groups))} groups (patients), not images"
