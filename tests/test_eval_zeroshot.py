@@ -125,6 +125,7 @@ def test_unreadable_images_are_counted_and_named(tiny_folder, tmp_path, capsys):
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--batch-size", "-1"], "--batch-size must be at least 1"),
         (["--unit-columns", "patient", "side"], "no unit column(s) ['patient', 'side']"),
+        (["--explain-upscale", "0"], "--explain-upscale must be at least 1"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(args, message, capsys, tiny_folder):

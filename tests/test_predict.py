@@ -79,6 +79,18 @@ def test_batch_size_below_one_is_refused(photos: list[Path], capsys, batch_size:
     assert "--batch-size must be at least 1" in capsys.readouterr().err
 
 
+def test_explain_upscale_draws_the_maps_on_a_finer_grid(photos, tmp_path, capsys):
+    argv = ["--classes", "cataract,no cataract", "--explain-method", "cam", str(photos[0])]
+    assert predict.main([*argv, "--explain", str(tmp_path / "x1")]) == 0
+    assert predict.main([*argv, "--explain", str(tmp_path / "x2"), "--explain-upscale", "2"]) == 0
+    name = f"{photos[0].stem}__cataract.png"
+    coarse, fine = (np.asarray(Image.open(tmp_path / folder / name)) for folder in ("x1", "x2"))
+    assert coarse.shape == fine.shape and not np.array_equal(coarse, fine)
+    with pytest.raises(SystemExit):
+        predict.main([*argv, "--explain", str(tmp_path / "x0"), "--explain-upscale", "0"])
+    assert "--explain-upscale must be at least 1" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("method", ["similarity", "cam", "gradcam"])
 def test_explain_writes_one_overlay_per_image_and_class_at_the_photographs_size(photos, tmp_path, capsys, method):
     out = tmp_path / "overlays"

@@ -98,8 +98,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--explain", type=Path, metavar="OUT_DIR", help="also write heatmap overlays (PNG) here")
     parser.add_argument("--explain-per-class", type=int, default=2, help="images explained per class and set")
     parser.add_argument("--explain-method", choices=EXPLAIN_METHODS, default="similarity")
+    parser.add_argument(
+        "--explain-upscale", type=int, default=1, help="maps from the image enlarged N times: a grid N times finer"
+    )
     args = parser.parse_args(argv)
-    for name in ("shots", "batch_size", "synthetic_count", "explain_per_class"):
+    for name in ("shots", "batch_size", "synthetic_count", "explain_per_class", "explain_upscale"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.num_workers < 0 or args.bootstrap < 0:
@@ -134,7 +137,7 @@ def load_datasets(specs: list[str], args: argparse.Namespace) -> list[EvalDatase
 
 
 def write_dataset_examples(model, processor, dataset: EvalDataset, args: argparse.Namespace, precision: str) -> None:
-    options = ExampleOptions(args.explain_per_class, args.explain_method, args.batch_size)
+    options = ExampleOptions(args.explain_per_class, args.explain_method, args.batch_size, args.explain_upscale)
     device = next(model.parameters()).device
     with inference_autocast(precision, device):
         written = write_examples(model, processor, dataset, args.eval_split, args.explain, options)

@@ -80,11 +80,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write heatmap overlays (PNG) here")
     parser.add_argument("--explain-method", choices=EXPLAIN_METHODS, default="similarity")
+    parser.add_argument(
+        "--explain-upscale", type=int, default=1, help="maps from the image enlarged N times: a grid N times finer"
+    )
     args = parser.parse_args(argv)
     if args.task and args.classes:
         parser.error("give --task or --classes, not both")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
+    if args.explain_upscale < 1:
+        parser.error("--explain-upscale must be at least 1")
     missing = [str(path) for path in args.images if not path.is_file()]
     if missing:
         parser.error(missing_images_message(missing, args.classes))
@@ -136,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
                 class_names=class_names,
                 method=args.explain_method,
                 batch_size=args.batch_size,
+                upscale=args.explain_upscale,
             )
         written = write_overlays(explained, images, args.explain)
         print(f"{len(written)} {args.explain_method} overlays written to {args.explain}")

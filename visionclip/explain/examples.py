@@ -19,6 +19,7 @@ class ExampleOptions:
     per_class: int = 2
     method: str = "similarity"
     batch_size: int = 16
+    upscale: int = 1  # maps from the image enlarged this many times: a finer grid (README, "Where the model looks")
 
 
 def check_out_dir(out_dir: Path) -> None:
@@ -67,7 +68,12 @@ def write_examples(
     labels = [str(label) for label in dataset.task.labels]
     images = [item.image for item in items]
     result = model.explain(
-        images, processor, text=dataset.task.class_prompts(), method=options.method, batch_size=options.batch_size
+        images,
+        processor,
+        text=dataset.task.class_prompts(),
+        method=options.method,
+        batch_size=options.batch_size,
+        upscale=options.upscale,
     )
     folder = out_dir / file_slug(dataset.task.name)
     written = []
