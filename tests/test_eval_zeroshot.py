@@ -125,7 +125,9 @@ def test_unreadable_images_are_counted_and_named(tiny_folder, tmp_path, capsys):
         (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--batch-size", "-1"], "--batch-size must be at least 1"),
         (["--unit-columns", "patient", "side"], "no unit column(s) ['patient', 'side']"),
-        (["--explain-upscale", "0"], "--explain-upscale must be at least 1"),
+        (["--explain-upscale", "0"], "--explain-upscale must be from 1 to 4"),
+        (["--explain", "overlays", "--explain-upscale", "5"], "--explain-upscale must be from 1 to 4"),
+        (["--explain-upscale", "2"], "--explain-upscale needs --explain OUT_DIR"),
     ],
 )
 def test_bad_arguments_exit_with_a_message(args, message, capsys, tiny_folder):
@@ -266,5 +268,5 @@ def test_unit_columns_score_each_eye_once_from_the_mean_of_its_fields(tiny_folde
         assert per_image[mode]["metrics"]["num_samples"] == 96
         assert per_eye[mode]["metrics"]["num_samples"] == 24  # 12 patients x 2 eyes, four fields each
         assert per_eye[mode]["metrics"]["num_groups"] == 12
-        assert "the 24 units' images (4-4 each) averaged" in per_eye[mode]["evaluated_on"]
+        assert "the 24 units' images (4 each) averaged" in per_eye[mode]["evaluated_on"]
     assert per_eye["zero-shot"]["metrics"]["auroc"] != per_image["zero-shot"]["metrics"]["auroc"]

@@ -193,3 +193,5 @@ def test_main_job_is_recorded_as_not_run_where_the_default_presets_towers_are_mi
     assert gpu_check.report_ok(report) is True
     report["stages"]["ddp"] = {"status": "overrun"}
     assert gpu_check.report_ok(report) is False
+    nothing_ran = {"stages": {"main_job": {"status": f"not run: {why}"}}, "checks": {}}
+    assert gpu_check.report_ok(nothing_ran) is False

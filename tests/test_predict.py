@@ -86,9 +86,13 @@ def test_explain_upscale_draws_the_maps_on_a_finer_grid(photos, tmp_path, capsys
     name = f"{photos[0].stem}__cataract.png"
     coarse, fine = (np.asarray(Image.open(tmp_path / folder / name)) for folder in ("x1", "x2"))
     assert coarse.shape == fine.shape and not np.array_equal(coarse, fine)
+    for wrong, message in (("0", "must be from 1 to 4"), ("5", "must be from 1 to 4")):
+        with pytest.raises(SystemExit):
+            predict.main([*argv, "--explain", str(tmp_path / "x0"), "--explain-upscale", wrong])
+        assert f"--explain-upscale {message}" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        predict.main([*argv, "--explain", str(tmp_path / "x0"), "--explain-upscale", "0"])
-    assert "--explain-upscale must be at least 1" in capsys.readouterr().err
+        predict.main([*argv, "--explain-upscale", "2"])
+    assert "--explain-upscale needs --explain OUT_DIR" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("method", ["similarity", "cam", "gradcam"])

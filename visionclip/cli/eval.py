@@ -29,9 +29,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from explaining_visionclip import EXPLAIN_METHODS
+from explaining_visionclip import EXPLAIN_METHODS, MAX_UPSCALE
 
-from ..explain import load_explainable
+from ..explain import load_explainable, upscale_keywords
 from ..explain.examples import ExampleOptions, check_out_dir, write_examples
 from ..factory import load_model
 from ..paths import real_data_dir
@@ -79,7 +79,7 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
         metavar="COLUMN",
         help="columns that together name what a label belongs to where it covers several images (e.g. `patient eye` "
         "for a DR grade per eye over four fields): each unit's class probabilities are averaged over its images and "
-        "the unit is scored once (default: every image scored)",
+        "the unit is scored once (default: every image scored; --explain overlays stay per image)",
     )
     parser.add_argument("--image-column", default="image")
     parser.add_argument("--hf-split", default="test", help="split of a `datasets` source (default test)")
@@ -102,7 +102,11 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
         "--explain-upscale", type=int, default=1, help="maps from the image enlarged N times: a grid N times finer"
     )
     args = parser.parse_args(argv)
-    for name in ("shots", "batch_size", "synthetic_count", "explain_per_class", "explain_upscale"):
+    if not 1 <= args.explain_upscale <= MAX_UPSCALE:
+        parser.error(f"--explain-upscale must be from 1 to {MAX_UPSCALE}")
+    if args.explain_upscale != 1 and args.explain is None:
+        parser.error("--explain-upscale needs --explain OUT_DIR")
+    for name in ("shots", "batch_size", "synthetic_count", "explain_per_class"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.num_workers < 0 or args.bootstrap < 0:
@@ -150,7 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.explain is not None:
             check_out_dir(args.explain)
         datasets = load_datasets(args.dataset or default_datasets(), args)
-        model, processor = (load_explainable if args.explain is not None else load_model)(args.model)
+        if args.explain is not None:
+            model, processor = load_explainable(args.model, list(upscale_keywords(args.explain_upscale)))
+        else:
+            model, processor = load_model(args.model)
         models = [(args.model_name or args.model, model, processor)]
         baseline = None if args.no_random_baseline else random_baseline(model, args.seed)
         if baseline is not None:

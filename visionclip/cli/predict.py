@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from explaining_visionclip import EXPLAIN_METHODS
+from explaining_visionclip import EXPLAIN_METHODS, MAX_UPSCALE
 
-from ..explain import load_explainable, write_overlays
+from ..explain import load_explainable, upscale_keywords, write_overlays
 from ..factory import load_model, source_kind
 from ..paths import real_data_dir
 from ..precision import PRECISIONS, inference_autocast, resolve_precision
@@ -88,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --task or --classes, not both")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
-    if args.explain_upscale < 1:
-        parser.error("--explain-upscale must be at least 1")
+    if not 1 <= args.explain_upscale <= MAX_UPSCALE:
+        parser.error(f"--explain-upscale must be from 1 to {MAX_UPSCALE}")
+    if args.explain_upscale != 1 and not args.explain:
+        parser.error("--explain-upscale needs --explain OUT_DIR")
     missing = [str(path) for path in args.images if not path.is_file()]
     if missing:
         parser.error(missing_images_message(missing, args.classes))
@@ -108,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if source_kind(args.model) == "preset":
             print(f"note: preset {args.model!r} has random weights; predictions are chance-level until it is trained")
-        model, processor = (load_explainable if args.explain else load_model)(args.model)
+        if args.explain:
+            model, processor = load_explainable(args.model, list(upscale_keywords(args.explain_upscale)))
+        else:
+            model, processor = load_model(args.model)
     except (ValueError, FileNotFoundError, OSError) as error:
         parser.error(str(error))
     device = next(model.parameters()).device
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
                 class_names=class_names,
                 method=args.explain_method,
                 batch_size=args.batch_size,
-                upscale=args.explain_upscale,
+                **upscale_keywords(args.explain_upscale),
             )
         written = write_overlays(explained, images, args.explain)
         print(f"{len(written)} {args.explain_method} overlays written to {args.explain}")

@@ -11,6 +11,7 @@ from image_processing_visionclip import load_fundus_image
 
 from ..shards import atomic_write_bytes
 from ..zeroshot.data import EvalDataset, EvalItem
+from .loading import upscale_keywords
 from .overlay import file_slug, overlay, png_bytes
 
 
@@ -73,7 +74,7 @@ def write_examples(
         text=dataset.task.class_prompts(),
         method=options.method,
         batch_size=options.batch_size,
-        upscale=options.upscale,
+        **upscale_keywords(options.upscale),
     )
     folder = out_dir / file_slug(dataset.task.name)
     written = []

@@ -37,3 +37,9 @@ def load_explainable(source: str | Path, options: Sequence[str] = ()) -> tuple[V
     image_processor = VisionCLIPImageProcessor.from_pretrained(str(source))
     tokenizer = AutoTokenizer.from_pretrained(str(source), trust_remote_code=True)
     return model, VisionCLIPProcessor(image_processor, tokenizer)
+
+
+def upscale_keywords(upscale: int) -> dict[str, int]:
+    """`explain`'s keywords for a grid `upscale` times finer: none at 1, so that a saved model whose code predates
+    `upscale` still explains at the default (load it with `load_explainable(source, list(these keywords))`)."""
+    return {} if upscale == 1 else {"upscale": upscale}

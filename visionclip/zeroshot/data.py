@@ -181,6 +181,12 @@ def load_eval_dataset(
     synthetic_count: int = 300,
 ) -> EvalDataset:
     """Dispatch on the source: `synthetic`, a CSV file, a class-per-folder directory, or a `datasets` source."""
+    unit_columns = tuple(columns.get("unit", ()))
+    if unit_columns and (source == "synthetic" or Path(source).is_dir() and not _is_datasets_folder(Path(source))):
+        raise ValueError(
+            f"{source}: unit columns {list(unit_columns)} need a CSV or `datasets` source; generated images and a "
+            "folder per class have no columns"
+        )
     if source == "synthetic":
         if not task.synthetic_conditions:
             raise ValueError(f"Task {task.name!r} defines no 'synthetic' label conditions")
@@ -190,8 +196,12 @@ def load_eval_dataset(
         if not path.is_file():
             raise FileNotFoundError(f"CSV file not found: {path}")
         return from_csv(path, task, name, columns)
-    if path.is_dir() and not (path / "data").is_dir() and not any(path.glob("*.parquet")):
+    if path.is_dir() and not _is_datasets_folder(path):
         return from_folder(path, task, name)
     if path.exists() or source.count("/") == 1:
         return from_datasets(source, task, name, columns, hf_split)
     raise FileNotFoundError(f"Dataset source {source!r} is not a CSV file, folder or Hub dataset id")
+
+
+def _is_datasets_folder(path: Path) -> bool:
+    return (path / "data").is_dir() or any(path.glob("*.parquet"))

@@ -14,7 +14,7 @@ from .data import EvalDataset, EvalItem
 from .engine import class_probabilities, embed_images
 from .probe import cross_validated, fit_predict, k_shot_indices
 from .report import score
-from .units import average_over_units
+from .units import average_over_units, check_units_keep_together, first_of_each_unit, whole_units
 
 MODES = ("zero-shot", "few-shot", "cross-validated")
 
@@ -93,6 +93,15 @@ def text_side_trained(model) -> bool:
     return getattr(model.config, "training_objective", "contrastive") != "supervised"
 
 
+def shots_of(labels: np.ndarray, candidates: np.ndarray, options: EvalOptions, units: list[str] | None) -> np.ndarray:
+    """`options.shots` images per class from `candidates`, or where the labels belong to units, every image of
+    `options.shots` units per class (a probe never trains on part of a unit it is scored on)."""
+    if units is None:
+        return k_shot_indices(labels, candidates, options.shots, options.seed)
+    chosen = k_shot_indices(labels, first_of_each_unit(candidates, units), options.shots, options.seed)
+    return whole_units(chosen, candidates, units)
+
+
 def evaluate_dataset(
     model,
     processor,
@@ -127,6 +136,9 @@ def evaluate_dataset(
     scored = f"split {options.eval_split!r}" if has_split else f"all images ({NO_SPLIT})"
     num_classes = len(dataset.task.labels)
     groups = np.array([item.group for item in items]) if all(item.group is not None for item in items) else None
+    units = [item.unit for item in items] if all(item.unit is not None for item in items) else None
+    if units is not None:
+        check_units_keep_together(units, [item.split for item in items], [item.fold for item in items])
     runs: dict[str, tuple[np.ndarray, np.ndarray, str]] = {}  # mode -> probabilities, the scored rows, description
     if "zero-shot" in options.modes and not text_side_trained(model):
         warnings.warn(
@@ -145,11 +157,13 @@ def evaluate_dataset(
             train = np.flatnonzero(split == options.fewshot_split)
             described = f"{scored}; the probe trains on split {options.fewshot_split!r}"
         elif has_split:
-            train = k_shot_indices(y, np.flatnonzero(~test), options.shots, options.seed)
-            described = f"{scored}; the probe trains on {options.shots} images per class from the other splits"
+            train = shots_of(y, np.flatnonzero(~test), options, units)
+            kind = "images" if units is None else "units"
+            described = f"{scored}; the probe trains on {options.shots} {kind} per class from the other splits"
         else:
-            train = k_shot_indices(y, np.arange(len(items)), options.shots, options.seed)
-            described = f"all images but the {options.shots} per class the probe trains on ({NO_SPLIT})"
+            train = shots_of(y, np.arange(len(items)), options, units)
+            kind = "" if units is None else " units"
+            described = f"all images but the {options.shots}{kind} per class the probe trains on ({NO_SPLIT})"
         probe_test = test.copy()
         probe_test[train] = False
         if len(train) and len(np.unique(y[train])) > 1 and probe_test.any():
@@ -165,16 +179,16 @@ def evaluate_dataset(
             np.arange(len(items)),
             "all images, each fold scored by a probe trained on the others",
         )
-    units = [item.unit for item in items] if all(item.unit is not None for item in items) else None
     entries, raw = [], {}
     for mode, (probs, rows, described) in runs.items():
         references, row_groups = y[rows], None if groups is None else groups[rows].tolist()
         if units is not None:
             by_unit = average_over_units(probs, references, [units[i] for i in rows], row_groups)
             probs, references, row_groups = by_unit.probabilities, by_unit.references, by_unit.groups
+            low, high = int(by_unit.images.min()), int(by_unit.images.max())
             described += (
                 f"; scored per unit: the class probabilities of each of the {len(references)} units' images "
-                f"({int(by_unit.images.min())}-{int(by_unit.images.max())} each) averaged"
+                f"({low if low == high else f'{low}-{high}'} each) averaged"
             )
         described += calibrated
         if row_groups is not None:

@@ -45,3 +45,30 @@ def average_over_units(
     sums = np.zeros((len(order), probabilities.shape[1]))
     np.add.at(sums, rows, probabilities)
     return UnitScores(sums / counts[:, None], np.array(labels), unit_groups if groups is not None else None, counts)
+
+
+def check_units_keep_together(units: list[str], splits: list[str | None], folds: list[int | None]) -> None:
+    """A unit's images must share their split and their fold: otherwise a probe could train on some of a unit's
+    images and be scored on the rest of it. Raises naming the first unit that does not."""
+    seen: dict[str, tuple[str | None, int | None]] = {}
+    for unit, split, fold in zip(units, splits, folds, strict=True):
+        first = seen.setdefault(unit, (split, fold))
+        if first != (split, fold):
+            raise ValueError(
+                f"unit {unit!r}: its images lie in different splits or folds ({first} and {(split, fold)}); "
+                "a unit must keep together"
+            )
+
+
+def first_of_each_unit(candidates: np.ndarray, units: list[str]) -> np.ndarray:
+    """The first of `candidates` (image indices) of each unit among them: what few-shot draws from by unit."""
+    firsts: dict[str, int] = {}
+    for index in candidates.tolist():
+        firsts.setdefault(units[index], index)
+    return np.array(sorted(firsts.values()), dtype=int)
+
+
+def whole_units(chosen: np.ndarray, candidates: np.ndarray, units: list[str]) -> np.ndarray:
+    """Every candidate image of the units that `chosen` images belong to."""
+    wanted = {units[index] for index in chosen.tolist()}
+    return np.array([index for index in candidates.tolist() if units[index] in wanted], dtype=int)
