@@ -57,11 +57,20 @@ class EvalDataset:
         return all(item.group is not None for item in self.items)
 
 
+def unit_columns_of(columns: Mapping[str, Any], source: object, available: list[str]) -> tuple[str, ...]:
+    """The unit columns asked for (none by default), each checked to be among a source's `available` columns."""
+    unit_columns = tuple(columns.get("unit", ()))
+    absent = [column for column in unit_columns if column not in available]
+    if absent:
+        raise ValueError(f"{source}: no unit column(s) {absent} (columns: {available})")
+    return unit_columns
+
+
 def unit_name(row: Mapping[str, Any], columns: tuple[str, ...], where: str) -> str | None:
     """The unit a row's label belongs to: its `columns` values joined by "/" (None without unit columns)."""
     if not columns:
         return None
-    values = [str(row.get(column) if row.get(column) is not None else "").strip() for column in columns]
+    values = ["" if row.get(column) is None else str(row[column]).strip() for column in columns]
     if not all(values):
         missing = [column for column, value in zip(columns, values, strict=True) if not value]
         raise ValueError(f"{where}no value in the unit column(s) {missing}")
@@ -91,10 +100,7 @@ def from_csv(path: Path, task: ZeroShotTask, name: str, columns: Mapping[str, st
         for role in ("file", "label"):
             if columns[role] not in header:
                 raise ValueError(f"{path}: no {role} column {columns[role]!r} (columns: {header})")
-        unit_columns = tuple(columns.get("unit", ()))
-        absent = [column for column in unit_columns if column not in header]
-        if absent:
-            raise ValueError(f"{path}: no unit column(s) {absent} (columns: {header})")
+        unit_columns = unit_columns_of(columns, path, header)
         rows = list(reader)
     items = []
     for number, row in enumerate(rows, start=2):
@@ -126,10 +132,7 @@ def from_datasets(source: str, task: ZeroShotTask, name: str, columns: Mapping[s
     for role in ("image", "label"):
         if columns[role] not in dataset.column_names:
             raise ValueError(f"{source}: no {role} column {columns[role]!r} (columns: {dataset.column_names})")
-    unit_columns = tuple(columns.get("unit", ()))
-    absent = [column for column in unit_columns if column not in dataset.column_names]
-    if absent:
-        raise ValueError(f"{source}: no unit column(s) {absent} (columns: {dataset.column_names})")
+    unit_columns = unit_columns_of(columns, source, dataset.column_names)
     if isinstance(dataset.features[columns["image"]], datasets.Image):
         dataset = dataset.cast_column(columns["image"], datasets.Image(decode=False))
     label_feature = dataset.features[columns["label"]]
@@ -181,22 +184,22 @@ def load_eval_dataset(
     synthetic_count: int = 300,
 ) -> EvalDataset:
     """Dispatch on the source: `synthetic`, a CSV file, a class-per-folder directory, or a `datasets` source."""
-    unit_columns = tuple(columns.get("unit", ()))
-    if unit_columns and (source == "synthetic" or Path(source).is_dir() and not _is_datasets_folder(Path(source))):
+    path = Path(source)
+    has_no_columns = source == "synthetic" or (path.is_dir() and not _is_datasets_folder(path))
+    if columns.get("unit") and has_no_columns:
         raise ValueError(
-            f"{source}: unit columns {list(unit_columns)} need a CSV or `datasets` source; generated images and a "
+            f"{source}: unit columns {list(columns['unit'])} need a CSV or `datasets` source; generated images and a "
             "folder per class have no columns"
         )
     if source == "synthetic":
         if not task.synthetic_conditions:
             raise ValueError(f"Task {task.name!r} defines no 'synthetic' label conditions")
         return from_synthetic(task, name, synthetic_count)
-    path = Path(source)
     if path.suffix.lower() == ".csv":
         if not path.is_file():
             raise FileNotFoundError(f"CSV file not found: {path}")
         return from_csv(path, task, name, columns)
-    if path.is_dir() and not _is_datasets_folder(path):
+    if has_no_columns:
         return from_folder(path, task, name)
     if path.exists() or source.count("/") == 1:
         return from_datasets(source, task, name, columns, hf_split)
