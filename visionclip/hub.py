@@ -20,6 +20,7 @@ HUB_CODE_FILES = (
     "configuration_visionclip.py",
     "modeling_visionclip.py",
     "explaining_visionclip.py",
+    "zeroshot_visionclip.py",
     "towers_visionclip.py",
     "image_processing_visionclip.py",
     "processing_visionclip.py",
