@@ -7,7 +7,7 @@ and scores it on the held-out split that training evaluates on; beside it, the s
 embeddings and the model's own zero-shot AUROC. Where even the supervised fit stays below a target, no text side
 can reach it without training the image tower.
 
-    python bench/locked_tower_ceiling.py --model runs/visionclip/model [--train-count 3000]
+    python bench/locked_tower_ceiling.py --model runs/visionclip/model [--train-count 3000] [--image-size 320]
 """
 
 from __future__ import annotations
@@ -39,10 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="runs/visionclip/model", help="saved folder, checkpoint or preset")
     parser.add_argument("--train-count", type=int, default=3000, help="generated training images to fit on")
     parser.add_argument("--held-out-count", type=int, default=1200, help="held-out images to score on")
+    parser.add_argument(
+        "--image-size", type=int, default=None, help="processor input size (px; default: the model's own)"
+    )
     args = parser.parse_args(argv)
     if args.train_count < 100 or args.held_out_count < 100:
         parser.error("--train-count and --held-out-count must be at least 100 (AUROC needs both classes)")
+    if args.image_size is not None and not 32 <= args.image_size <= 2048:
+        parser.error(f"--image-size must be from 32 to 2048 px, got {args.image_size}")
     model, processor = load_model(args.model)
+    if args.image_size is not None:
+        processor.image_processor.size = {"height": args.image_size, "width": args.image_size}
     model.eval()
     source = dataset_source(TrainConfig())  # the main job's embedded default, generated once and cached
     splits = {
