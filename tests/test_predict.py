@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 import predict
+from visionclip.explain.options import OVERLAY_METHOD, OVERLAY_UPSCALE
 
 
 def photo(path: Path, tint: int) -> Path:
@@ -79,13 +80,16 @@ def test_batch_size_below_one_is_refused(photos: list[Path], capsys, batch_size:
     assert "--batch-size must be at least 1" in capsys.readouterr().err
 
 
-def test_explain_upscale_draws_the_maps_on_a_finer_grid(photos, tmp_path, capsys):
-    argv = ["--classes", "cataract,no cataract", "--explain-method", "cam", str(photos[0])]
-    assert predict.main([*argv, "--explain", str(tmp_path / "x1")]) == 0
-    assert predict.main([*argv, "--explain", str(tmp_path / "x2"), "--explain-upscale", "2"]) == 0
+def test_overlays_default_to_cam_on_a_finer_grid_and_take_explain_upscale(photos, tmp_path, capsys):
+    argv = ["--classes", "cataract,no cataract", str(photos[0])]
+    runs = {"default": [], "x1": ["--explain-upscale", "1"], "x3": ["--explain-upscale", str(OVERLAY_UPSCALE)]}
+    for folder, options in runs.items():
+        assert predict.main([*argv, "--explain", str(tmp_path / folder), *options]) == 0
+        assert f"{OVERLAY_METHOD} overlays written" in capsys.readouterr().out
     name = f"{photos[0].stem}__cataract.png"
-    coarse, fine = (np.asarray(Image.open(tmp_path / folder / name)) for folder in ("x1", "x2"))
+    default, coarse, fine = (np.asarray(Image.open(tmp_path / folder / name)) for folder in runs)
     assert coarse.shape == fine.shape and not np.array_equal(coarse, fine)
+    assert np.array_equal(default, fine)
     for wrong, message in (("0", "must be from 1 to 4"), ("5", "must be from 1 to 4")):
         with pytest.raises(SystemExit):
             predict.main([*argv, "--explain", str(tmp_path / "x0"), "--explain-upscale", wrong])

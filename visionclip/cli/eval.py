@@ -29,10 +29,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from explaining_visionclip import EXPLAIN_METHODS, MAX_UPSCALE
-
 from ..explain import load_explainable, upscale_keywords
 from ..explain.examples import ExampleOptions, check_out_dir, write_examples
+from ..explain.options import add_overlay_options, overlay_upscale
 from ..factory import load_model
 from ..paths import real_data_dir
 from ..precision import PRECISIONS, inference_autocast, resolve_precision
@@ -97,15 +96,9 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.ArgumentParser, argpars
     parser.add_argument("--output-dir", type=Path, default=Path("eval_results"))
     parser.add_argument("--explain", type=Path, metavar="OUT_DIR", help="also write heatmap overlays (PNG) here")
     parser.add_argument("--explain-per-class", type=int, default=2, help="images explained per class and set")
-    parser.add_argument("--explain-method", choices=EXPLAIN_METHODS, default="similarity")
-    parser.add_argument(
-        "--explain-upscale", type=int, default=1, help="maps from the image enlarged N times: a grid N times finer"
-    )
+    add_overlay_options(parser)
     args = parser.parse_args(argv)
-    if not 1 <= args.explain_upscale <= MAX_UPSCALE:
-        parser.error(f"--explain-upscale must be from 1 to {MAX_UPSCALE}")
-    if args.explain_upscale != 1 and args.explain is None:
-        parser.error("--explain-upscale needs --explain OUT_DIR")
+    args.explain_upscale = overlay_upscale(parser, args)
     for name in ("shots", "batch_size", "synthetic_count", "explain_per_class"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")

@@ -8,8 +8,9 @@
 `--model` is a saved folder or Hub id (loaded with trust_remote_code), a training checkpoint folder or a preset
 name (random weights).
 `--explain OUT_DIR` also writes, per image and class, a PNG of where the model looks (`--explain-method`: dense
-text-image `similarity`, its undivided dot product `cam`, or `gradcam`) over the photograph, with the field-of-view
-outline and the score.
+text-image `similarity`, its undivided dot product `cam` (the default), or `gradcam`) over the photograph, with the
+field-of-view outline and the score; the maps come from the image enlarged 3 times (`--explain-upscale`, 1-4), the
+setting that points at lesions best (README, "Where the model looks").
 `--classes` takes one comma-separated value, so class names and image paths cannot run into each other; a class
 name that is an existing file or ends like an image file is refused. Without images, the bundled real HRF test
 photographs are classified (a smoke run), with an accuracy only when the classes are their labels.
@@ -24,9 +25,8 @@ from pathlib import Path
 
 import torch
 
-from explaining_visionclip import EXPLAIN_METHODS, MAX_UPSCALE
-
 from ..explain import load_explainable, upscale_keywords, write_overlays
+from ..explain.options import add_overlay_options, overlay_upscale
 from ..factory import load_model, source_kind
 from ..paths import real_data_dir
 from ..precision import PRECISIONS, inference_autocast, resolve_precision
@@ -79,19 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         "--mixed-precision", choices=PRECISIONS, default="auto", help="auto: bf16 where the device runs it natively"
     )
     parser.add_argument("--explain", type=Path, metavar="OUT_DIR", help="write heatmap overlays (PNG) here")
-    parser.add_argument("--explain-method", choices=EXPLAIN_METHODS, default="similarity")
-    parser.add_argument(
-        "--explain-upscale", type=int, default=1, help="maps from the image enlarged N times: a grid N times finer"
-    )
+    add_overlay_options(parser)
     args = parser.parse_args(argv)
     if args.task and args.classes:
         parser.error("give --task or --classes, not both")
     if args.batch_size < 1:
         parser.error("--batch-size must be at least 1")
-    if not 1 <= args.explain_upscale <= MAX_UPSCALE:
-        parser.error(f"--explain-upscale must be from 1 to {MAX_UPSCALE}")
-    if args.explain_upscale != 1 and not args.explain:
-        parser.error("--explain-upscale needs --explain OUT_DIR")
+    args.explain_upscale = overlay_upscale(parser, args)
     missing = [str(path) for path in args.images if not path.is_file()]
     if missing:
         parser.error(missing_images_message(missing, args.classes))
