@@ -84,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="runs/visionclip/model", help="saved folder, checkpoint or preset")
     parser.add_argument("--images", type=int, default=600, help="held-out generated images to draw from")
+    parser.add_argument(
+        "--first-image", type=int, default=0, help="index of the first one (another sample of the held-out stream)"
+    )
     parser.add_argument("--image-size", type=int, default=224, help="generated size (the embedded dataset's)")
     parser.add_argument("--tolerance", type=float, default=0.03, help="pointing-game tolerance, share of the side")
     parser.add_argument("--min-images", type=int, default=10, help="findings with fewer images are not tabled")
@@ -98,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path, help="write every figure here")
     args = parser.parse_args(argv)
+    if args.images < 1 or args.first_image < 0:
+        parser.error("--images must be at least 1 and --first-image at least 0")
 
     torch.manual_seed(0)
     model, processor = load_explainable(args.model, options=["upscale"] if args.upscale != 1 else [])
@@ -107,10 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     print(precision.summary())
     tolerance = round(args.tolerance * args.image_size)
     print(
-        f"model {args.model}; {args.images} held-out generated images at {args.image_size} px; "
+        f"model {args.model}; {args.images} held-out generated images (from index {args.first_image}) at "
+        f"{args.image_size} px; "
         f"pointing tolerance {tolerance} px; maps from the image enlarged {args.upscale}x"
     )
-    cases = list(generated_cases(args.images, args.image_size))
+    cases = list(generated_cases(args.images, args.image_size, first=args.first_image))
     # the project's random baseline: batch-norm statistics re-estimated on these images (no labels used)
     items = [EvalItem(str(index), case.image, 0) for index, case in enumerate(cases)]
     if baseline is not None:

@@ -23,6 +23,13 @@ def test_cases_are_the_held_out_images_with_their_drawn_masks():
         assert all(mask.any() and mask.shape == (96, 96) for mask in case.masks.values())
 
 
+def test_cases_from_a_later_index_continue_the_same_held_out_stream():
+    first_five = list(generated_cases(5, image_size=96))
+    later = list(generated_cases(2, image_size=96, first=3))
+    assert [case.image for case in later] == [case.image for case in first_five[3:]]
+    assert later[0].record == first_five[3].record
+
+
 def test_measure_scores_every_map_kind_on_the_images_that_show_each_finding(tiny_model_and_processor):
     model, processor = tiny_model_and_processor
     cases = list(generated_cases(24, image_size=96))

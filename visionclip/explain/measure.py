@@ -70,10 +70,13 @@ def finding_questions(knowledge: KnowledgeBase | None = None) -> list[FindingQue
     return questions
 
 
-def generated_cases(count: int, image_size: int = 224, seed: int = 0, split: str = "validation") -> Iterator[Case]:
-    """The first `count` images of the embedded dataset's held-out `split` (never trained on), with their masks."""
+def generated_cases(
+    count: int, image_size: int = 224, seed: int = 0, split: str = "validation", first: int = 0
+) -> Iterator[Case]:
+    """`count` images of the embedded dataset's held-out `split` (never trained on) from index `first`, with their
+    masks. Past the split's size the generator draws more of the same held-out stream."""
     generator = FundusGenerator(image_size, seed=split_seed(seed, split), encode_png=False)
-    for sample in generator.samples(0, count):
+    for sample in generator.samples(first, first + count):
         masks = {key: mask for key, mask in sample.masks.items() if mask.any()}
         lesions = {tag: mask for tag, mask in sample.lesion_masks.items() if mask.any()}
         yield Case(encode_jpeg(sample.image), sample.record, sample.geometry.field_mask, masks, lesions)
