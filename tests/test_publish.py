@@ -16,7 +16,7 @@ from huggingface_hub import ModelCard
 from PIL import Image
 
 from visionclip.cli import publish
-from visionclip.hub import ENDPOINT_HANDLER_FILE, HUB_CODE_FILES, PICKLE_SUFFIXES
+from visionclip.hub import ENDPOINT_HANDLER_FILE, HUB_CODE_FILES, PICKLE_SUFFIXES, code_files_needed
 
 REQUIRED_UPLOAD = {
     "model.safetensors",
@@ -146,6 +146,7 @@ def test_failed_upload_exits_nonzero_and_keeps_the_folder(model_folder: Path, ca
     [
         (lambda folder: (folder / "model.safetensors").unlink(), "missing ['model.safetensors']"),
         (lambda folder: shutil.rmtree(folder / "examples"), "no examples"),
+        (lambda folder: (folder / "zeroshot_visionclip.py").unlink(), "missing ['zeroshot_visionclip.py']"),
         (
             lambda folder: (folder / "modeling_visionclip.py").write_text("raise ImportError('broken')\n"),
             "validation failed",
@@ -158,6 +159,16 @@ def test_broken_folders_are_refused_before_upload(model_folder: Path, capsys, da
         assert publish.main([str(model_folder), "me/vc"]) == 2
     upload.assert_not_called()
     assert message in capsys.readouterr().err
+
+
+def test_a_folder_saved_before_a_code_file_existed_needs_only_what_its_code_imports(model_folder: Path):
+    modeling = model_folder / "modeling_visionclip.py"
+    older = [line for line in modeling.read_text().splitlines() if "zeroshot_visionclip" not in line]
+    modeling.write_text("\n".join(older) + "\n")
+    (model_folder / "zeroshot_visionclip.py").unlink()
+    assert "zeroshot_visionclip.py" not in code_files_needed(model_folder)
+    assert "towers_visionclip.py" in code_files_needed(model_folder)  # still imported
+    assert "zeroshot_visionclip.py" not in publish.check_folder(model_folder).files
 
 
 @pytest.mark.parametrize("repo_id", ["not-a-repo-id", "../..", "me/..", "a/b/c", "me/vc.git", "me/na me"])

@@ -11,6 +11,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from huggingface_hub.utils import HFValidationError, validate_repo_id
+from transformers.dynamic_module_utils import get_relative_imports
 
 from .cards import RESULTS_FILE
 from .resources import ENDPOINT_HANDLER, data_path
@@ -25,6 +26,29 @@ HUB_CODE_FILES = (
     "image_processing_visionclip.py",
     "processing_visionclip.py",
 )
+# What `trust_remote_code` starts from; each imports the rest of `HUB_CODE_FILES` that it needs.
+ENTRY_CODE_FILES = (
+    "configuration_visionclip.py",
+    "modeling_visionclip.py",
+    "image_processing_visionclip.py",
+    "processing_visionclip.py",
+)
+
+
+def code_files_needed(folder: str | Path) -> list[str]:
+    """The remote-code files a saved folder's own code needs: the entry points and, recursively, the files they
+    import relatively. A folder saved by an older version needs what its code imports, not today's whole list."""
+    folder, needed, queue = Path(folder), [], list(ENTRY_CODE_FILES)
+    while queue:
+        name = queue.pop(0)
+        if name in needed:
+            continue
+        needed.append(name)
+        if (folder / name).is_file():
+            queue += [f"{module}.py" for module in get_relative_imports(str(folder / name))]
+    return needed
+
+
 WEIGHT_FILES = ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json")
 PROCESSOR_FILES = (
     "processor_config.json",

@@ -33,15 +33,15 @@ from ..cards import RESULTS_FILE, render_model_card
 from ..finetune.export import is_classifier_folder, render_classifier_card
 from ..hub import (
     ENDPOINT_HANDLER_FILE,
-    HUB_CODE_FILES,
     HUB_FOLDERS,
     add_endpoint_handler,
+    code_files_needed,
     repo_id_problem,
     why_left_out,
 )
 
-REQUIRED = ("config.json", "model.safetensors", *HUB_CODE_FILES, "processor_config.json", "tokenizer.json")
-CLASSIFIER_REQUIRED = ("config.json", "model.safetensors", *HUB_CODE_FILES, "preprocessor_config.json")
+REQUIRED = ("config.json", "model.safetensors", "processor_config.json", "tokenizer.json")  # and code_files_needed
+CLASSIFIER_REQUIRED = ("config.json", "model.safetensors", "preprocessor_config.json")
 RESULT_KEYS = ("model", "dataset", "mode", "metrics")
 RANDOM_BASELINE = "random init (same architecture)"
 
@@ -135,7 +135,8 @@ def check_folder(folder: Path) -> Selection:
         raise FileNotFoundError(f"Model folder not found: {folder}")
     selection = select_files(folder)
     classifier = is_classifier_folder(folder)
-    missing = [name for name in (CLASSIFIER_REQUIRED if classifier else REQUIRED) if name not in selection.files]
+    required = (*(CLASSIFIER_REQUIRED if classifier else REQUIRED), *code_files_needed(folder))
+    missing = [name for name in required if name not in selection.files]
     if missing:
         kind = "VisionCLIP classifier" if classifier else "VisionCLIP"
         raise ValueError(f"{folder} is not a complete {kind} folder: missing {missing}")

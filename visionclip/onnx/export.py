@@ -30,11 +30,11 @@ import image_processing_visionclip
 from modeling_visionclip import VisionCLIPModel
 
 from ..factory import TRAINER_STATE, load_model
-from ..hub import HUB_CODE_FILES
+from ..hub import code_files_needed
 from ..shards import replace_folder
 from . import runtime
 
-REQUIRED_FILES = ("config.json", "processor_config.json", "tokenizer.json", *HUB_CODE_FILES)
+REQUIRED_FILES = ("config.json", "processor_config.json", "tokenizer.json")  # and the code files it needs
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")  # one of these
 RUNTIME_FILE = "visionclip_onnx.py"
 PARITY_COSINE = 1e-4  # exported and eager embeddings may differ by at most this in cosine (1 - cos)
@@ -72,12 +72,13 @@ def check_model_folder(folder: Path) -> None:
             f"{folder} is a training checkpoint, not a saved model folder: export the model folder the run wrote "
             "(<output_dir>/model)"
         )
-    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    required = (*REQUIRED_FILES, *code_files_needed(folder))
+    missing = [name for name in required if not (folder / name).is_file()]
     if not any((folder / name).is_file() for name in WEIGHT_FILES):
         missing.append(WEIGHT_FILES[0])
     if missing:
         raise ValueError(f"{folder} is not a saved VisionCLIP model folder: missing {', '.join(missing)}")
-    unreadable = [name for name in REQUIRED_FILES if not os.access(folder / name, os.R_OK)]
+    unreadable = [name for name in required if not os.access(folder / name, os.R_OK)]
     if unreadable:
         raise ValueError(f"{folder}: cannot read {', '.join(unreadable)}")
     try:
