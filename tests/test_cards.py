@@ -14,6 +14,7 @@ import yaml
 from PIL import Image
 
 from visionclip.cards import TARGET_AUROC, below_target, below_target_note, evaluation_table, render_model_card
+from visionclip.explain.options import OVERLAY_METHOD, OVERLAY_UPSCALE
 
 RESULTS = {
     "glaucoma": {"auroc": 0.95, "positives": 40, "negatives": 400},
@@ -107,3 +108,16 @@ def test_the_cards_how_to_use_code_runs_in_a_hub_users_process(tiny_folder, tmp_
     assert len(probabilities) == 2 and abs(sum(probabilities.values()) - 1) < 1e-4  # glaucoma: two classes
     assert lines[1] == "(2, 213, 320)"  # a heatmap per class, in the example's own pixels
     assert "'label': 'glaucoma'" in lines[2]
+
+
+def test_the_cards_explain_lines_follow_the_folders_own_code(tiny_folder, tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_folder, folder)
+    assert f"upscale={OVERLAY_UPSCALE})" in render_model_card(folder, model_path=str(folder)).text
+    code = folder / "explaining_visionclip.py"
+    code.write_text(code.read_text().replace("        upscale: int = 1,\n", ""))  # an explain that predates upscale
+    text = render_model_card(folder, model_path=str(folder)).text
+    assert f'model.explain([image], processor, task="glaucoma", method="{OVERLAY_METHOD}")' in text
+    code.unlink()  # a folder saved before explain existed
+    text = render_model_card(folder, model_path=str(folder)).text
+    assert "model.explain(" not in text and "model.zero_shot(" in text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData, EvalResult, ModelCard, ModelCardData
 
+from .explain.options import OVERLAY_METHOD, OVERLAY_UPSCALE
 from .resources import DATASET_CARD_TEMPLATE, MODEL_CARD_TEMPLATE, data_path
 from .schema import COLUMNS, LABEL_COLUMNS
 from .zeroshot.report import markdown_table, model_index
@@ -192,6 +194,7 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
         model_name=model_name,
         model_path=model_path,
         example_image=f"examples/{examples[0].name}" if examples else "examples/fundus.png",
+        explain_usage=explain_usage(folder),
         vision_tower=_vision_tower_words(config),
         text_tower=config["text_config"]["model_type"],
         projection_dim=config["projection_dim"],
@@ -202,6 +205,29 @@ def render_model_card(folder: str | Path, model_path: str, repo_id: str | None =
         training_summary=results.get("training_summary", ""),
         evaluation="\n\n".join(evaluation) or "Not evaluated yet: run `eval_zeroshot.py`.",
     )
+
+
+def explain_usage(folder: Path) -> str:
+    """The card's lines that call `explain`, as the folder's own remote code takes them: with the overlays' method
+    and grid where its `explain` has `upscale`, without the grid where it predates that, none without `explain`."""
+    parameters = _explain_parameters(folder / "explaining_visionclip.py")
+    if parameters is None:
+        return ""
+    options = f', method="{OVERLAY_METHOD}"' + (f", upscale={OVERLAY_UPSCALE}" if "upscale" in parameters else "")
+    return (
+        f'\nexplained = model.explain([image], processor, task="glaucoma"{options})  # where the model looks\n'
+        "print(explained.heatmaps[0].shape)  # (classes, height, width) in the photograph's own pixels"
+    )
+
+
+def _explain_parameters(code_file: Path) -> list[str] | None:
+    """The parameter names of `explain` in a saved remote-code file, or None where it has none."""
+    if not code_file.is_file():
+        return None
+    for node in ast.walk(ast.parse(code_file.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.FunctionDef) and node.name == "explain":
+            return [argument.arg for argument in node.args.args + node.args.kwonlyargs]
+    return None
 
 
 def label_statistics(counts: Mapping[str, int]) -> dict[str, str]:
