@@ -16,16 +16,6 @@ from transformers.dynamic_module_utils import get_relative_imports
 from .cards import RESULTS_FILE
 from .resources import ENDPOINT_HANDLER, data_path
 
-# The remote code `trust_remote_code` loads: the repository root's model files, saved beside the weights.
-HUB_CODE_FILES = (
-    "configuration_visionclip.py",
-    "modeling_visionclip.py",
-    "explaining_visionclip.py",
-    "zeroshot_visionclip.py",
-    "towers_visionclip.py",
-    "image_processing_visionclip.py",
-    "processing_visionclip.py",
-)
 # What `trust_remote_code` starts from; each imports the rest of `HUB_CODE_FILES` that it needs.
 ENTRY_CODE_FILES = (
     "configuration_visionclip.py",
@@ -33,6 +23,8 @@ ENTRY_CODE_FILES = (
     "image_processing_visionclip.py",
     "processing_visionclip.py",
 )
+# The remote code `trust_remote_code` loads: the repository root's model files, saved beside the weights.
+HUB_CODE_FILES = (*ENTRY_CODE_FILES, "explaining_visionclip.py", "zeroshot_visionclip.py", "towers_visionclip.py")
 
 
 def code_files_needed(folder: str | Path) -> list[str]:
